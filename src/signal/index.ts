@@ -1,0 +1,3 @@
+export type { Signaller } from './signaller.js';
+export { MemorySignalHub } from './memory.js';
+export { SIGNAL_MAGIC, isSignalEnvelope, openSignal, sealSignal, signalSender, type SignalContent } from './envelope.js';
