@@ -9,7 +9,9 @@
  * sock.send(peerKey, data);
  * ```
  */
-export { MagicSocket, MAX_DATAGRAM, type MagicSocketOptions, type PeerStatus, type SocketStatus } from './magicsock/magic-socket.js';
+export { MagicSocket } from "./magicsock/magic-socket.js";
+export { MAX_DATAGRAM, type MagicSocketOptions } from "./magicsock/options.js";
+export type { PeerStatus, SocketStatus } from "./magicsock/status.js";
 export type { PathInfo, PeerHints } from './magicsock/peer-state.js';
 export type { ReceivedMessage } from './magicsock/message-iterator.js';
 export type { RelayTransport } from './magicsock/relay.js';
@@ -17,7 +19,12 @@ export { NotDirectReason } from './magicsock/endpoint.js';
 export { MAGICSOCK } from './magicsock/constants.js';
 export { PrivateKey, PublicKey, SharedKey, sealTo, openFrom } from './key/index.js';
 export { MeshsockError, DecodeError, ErrorCode, isMeshsockError } from './errors.js';
-export { MemorySignalHub, type Signaller } from './signal/index.js';
+export { MemorySignalHub, SignalRelayServer, WebSocketSignaller, type Signaller } from './signal/index.js';
 export { StunServer, StunClient, stunQuery } from './stun/index.js';
+export { DerpServer } from './derp/server/index.js';
+export { DerpClient } from './derp/derp-client.js';
+export { parseDerpMap, type DerpMap, type DerpMapInput } from './derp/derp-map.js';
+export { Netcheck, openStandaloneNetcheck } from './netcheck/index.js';
+export type { NetcheckReport } from './netcheck/report.js';
 export type { AddrPort } from './internal/addr.js';
 export { channels } from './internal/diagnostics.js';

@@ -48,6 +48,54 @@ export const DERP = {
   MESH_RETRY_MS: 5_000,
   /** Magic IP used in status output for DERP paths ("3.3.40" sits above D, E, R, P on a keyboard). */
   MAGIC_IP: '127.3.3.40',
+  /** Client cap on the ServerKey frame (Tailscale reads at most 1 KiB; extra bytes beyond key + magic are allowed). */
+  MAX_SERVER_KEY_LEN: 1 << 10,
+  /** Ping/Pong payload: 8 opaque bytes echoed back. */
+  PING_LEN: 8,
+  /** Largest payload of any frame a mesh peer sends after the handshake: ForwardPacket = src + dst + packet. */
+  MAX_MESH_FRAME_LEN: 2 * 32 + (64 << 10),
+  /** Largest payload of any frame an ordinary client sends after the handshake: SendPacket = dst + packet. */
+  MAX_CLIENT_DATA_FRAME_LEN: 32 + (64 << 10),
+  /**
+   * Client-side cap on bytes queued in the socket: beyond it sendPacket drops (returns false) instead of letting
+   * memory grow without bound behind a slow link; packets are datagrams, so dropping is their normal failure.
+   */
+  CLIENT_MAX_BUFFERED_BYTES: 4 << 20,
+  /** Server receive-rate burst floor (Tailscale raises a configured burst to at least one full packet + key). */
+  RATE_LIMIT_MIN_BURST: (64 << 10) + 32,
+  /** PeerGone{NotHere} replies per client: refill rate per second and burst (Tailscale: 1/s, burst 3). */
+  NOT_HERE_PER_SEC: 1,
+  NOT_HERE_BURST: 3,
+  /** Admission URL: answer deadline and largest body read (Tailscale's verify-client-url limits). */
+  VERIFY_CLIENT_TIMEOUT_MS: 5_000,
+  VERIFY_CLIENT_MAX_BODY: 4 << 10,
+  /**
+   * Server housekeeping tick: one timer per server (not per client) checks handshake deadlines, write timeouts and
+   * keepalives, so 10,000 idle clients cost no timers; deadlines are honoured to within one tick.
+   */
+  SERVER_TICK_MS: 250,
+  /**
+   * Bytes the server lets pile up in one client's socket before it stops moving packets out of the bounded queues;
+   * above it packets wait in (and drop from) the queues, so a slow reader costs at most this plus the queues.
+   */
+  SERVER_SOCKET_HIGH_WATER: 64 << 10,
+  /**
+   * Bytes of control frames (Pong, PeerGone, PeerPresent, KeepAlive) the server queues for one ordinary client
+   * before dropping more: a client that sends Pings but never reads cannot grow server memory. Mesh peers, which get
+   * a PeerPresent flood for every client when they start watching, are not capped.
+   */
+  SERVER_CONTROL_QUEUE_BYTES: 256 << 10,
+  /** Largest WebSocket message the server accepts (frame boundaries need not align; one message may hold several). */
+  WS_MAX_MESSAGE: 1 << 20,
+  /** Largest HTTP header block read in the upgrade response by the client. */
+  MAX_UPGRADE_HEADER: 16 << 10,
+  /**
+   * Health text a meshsock server sends just before closing a client the admission hook refused, so a meshsock
+   * client can report DERP_DENIED rather than a bare EOF. Tailscale clients treat it as an ordinary health note.
+   */
+  DENIED_HEALTH_PREFIX: 'meshsock: client not admitted',
+  /** Subprotocol name for DERP over WebSocket. */
+  WS_SUBPROTOCOL: 'derp',
 } as const;
 
 /** Frame types (one byte). Unknown types are skipped by both sides. */

@@ -30,6 +30,9 @@ import { bytesEqual, readU32, writeU32 } from '../internal/bytes.js';
 import { DERP, DERP_MAGIC, FrameType } from './constants.js';
 
 const K = DERP.KEY_LEN;
+const UTF8_ENCODER = new TextEncoder();
+/** Non-fatal: invalid UTF-8 becomes U+FFFD rather than an error, as Go's string conversion would keep it. */
+const UTF8_DECODER = new TextDecoder('utf-8', { fatal: false });
 const H = DERP.FRAME_HEADER_LEN;
 
 export type Frame =
@@ -80,7 +83,7 @@ export function framePayloadLength(f: Frame): number {
     case 'pong':
       return 8;
     case 'health':
-      return new TextEncoder().encode(f.problem).length;
+      return UTF8_ENCODER.encode(f.problem).length;
     case 'restarting':
       return 8;
     case 'unknown':
@@ -113,6 +116,12 @@ function key32(k: Uint8Array, name: string): Uint8Array {
   return k;
 }
 
+function uint(v: number, bits: 8 | 32, name: string): number {
+  if (!Number.isInteger(v) || v < 0 || v > 2 ** bits - 1)
+    throw new RangeError(`"${name}" expected an integer in [0, ${2 ** bits - 1}], got ${v}`);
+  return v;
+}
+
 /** Writes the 5-byte header at `off`. */
 export function encodeFrameHeaderInto(type: number, length: number, out: Uint8Array, off = 0): number {
   out[off] = type;
@@ -124,7 +133,7 @@ export function encodeFrameHeaderInto(type: number, length: number, out: Uint8Ar
 export function encodeFrame(f: Frame): Uint8Array {
   const len = framePayloadLength(f);
   const out = new Uint8Array(H + len);
-  encodeFrameHeaderInto(f.type === 'unknown' ? f.frameType : TYPE_BYTE[f.type], len, out, 0);
+  encodeFrameHeaderInto(f.type === 'unknown' ? uint(f.frameType, 8, 'frameType') : TYPE_BYTE[f.type], len, out, 0);
   let o: number = H;
   switch (f.type) {
     case 'serverKey':
@@ -154,12 +163,12 @@ export function encodeFrame(f: Frame): Uint8Array {
       break;
     case 'peerGone':
       out.set(key32(f.key, 'key'), o);
-      out[o + K] = f.reason;
+      out[o + K] = uint(f.reason, 8, 'reason');
       break;
     case 'peerPresent':
       out.set(key32(f.key, 'key'), o);
       o = encodeAddrPortInto(f.endpoint ?? { ip: '::', port: 0 }, out, o + K);
-      out[o] = f.flags;
+      out[o] = uint(f.flags, 8, 'flags');
       break;
     case 'forwardPacket':
       out.set(key32(f.src, 'src'), o);
@@ -175,11 +184,11 @@ export function encodeFrame(f: Frame): Uint8Array {
       out.set(f.data, o);
       break;
     case 'health':
-      out.set(new TextEncoder().encode(f.problem), o);
+      out.set(UTF8_ENCODER.encode(f.problem), o);
       break;
     case 'restarting':
-      writeU32(out, o, f.reconnectInMs);
-      writeU32(out, o + 4, f.tryForMs);
+      writeU32(out, o, uint(f.reconnectInMs, 32, 'reconnectInMs'));
+      writeU32(out, o + 4, uint(f.tryForMs, 32, 'tryForMs'));
       break;
     case 'unknown':
       out.set(f.payload, o);
@@ -200,7 +209,7 @@ export function decodeFrame(type: number, p: Uint8Array): Frame {
   switch (type) {
     case FrameType.SERVER_KEY:
       need(p, DERP_MAGIC.length + K, 'serverKey');
-      if (!bytesEqual(p.subarray(0, DERP_MAGIC.length), DERP_MAGIC)) throw new DecodeError('derp/serverKey', 'bad magic');
+      if (!bytesEqual(p.subarray(0, DERP_MAGIC.length), DERP_MAGIC)) throw new DecodeError('derp/serverKey', 'bad magic', 0);
       return { type: 'serverKey', key: p.subarray(8, 8 + K) };
     case FrameType.CLIENT_INFO:
       need(p, K + DERP.NONCE_LEN + 16, 'clientInfo');
@@ -243,7 +252,7 @@ export function decodeFrame(type: number, p: Uint8Array): Frame {
       need(p, 8, 'pong');
       return { type: 'pong', data: p.subarray(0, 8) };
     case FrameType.HEALTH:
-      return { type: 'health', problem: new TextDecoder('utf-8', { fatal: false }).decode(p) };
+      return { type: 'health', problem: UTF8_DECODER.decode(p) };
     case FrameType.RESTARTING:
       need(p, 8, 'restarting');
       return { type: 'restarting', reconnectInMs: readU32(p, 0), tryForMs: readU32(p, 4) };
@@ -257,73 +266,153 @@ export function isFrameHeader(b: Uint8Array): boolean {
   return b instanceof Uint8Array && b.length >= H;
 }
 
+const EMPTY = new Uint8Array(0);
+/** A pending buffer larger than this is released once empty, so idle connections stay small. */
+const PEND_KEEP = 16 << 10;
+
 /**
  * Incremental frame reader for a byte stream (TCP or WebSocket): `push(chunk)` then `next()` until undefined.
- * Frames whose declared length exceeds `maxFrameLength` raise DecodeError before any payload is buffered, so a
- * hostile peer cannot make the reader allocate more than one frame's worth. Returned payloads are views into an
- * internal buffer valid until the next `push`.
+ *
+ * Frames that lie whole inside a pushed chunk are returned as views into that chunk without copying; only a frame
+ * split across chunks is copied into a small pending buffer, which grows with the bytes that actually arrived (never
+ * to the length a header merely declares) and is released when empty, so an idle or hostile peer holds at most one
+ * partial frame. A header declaring more than `maxFrameLength` raises DecodeError as soon as its 5 bytes are in,
+ * before its payload is buffered. Returned payloads are valid until the next `push`. Drain with `next()` before
+ * pushing again; pushing without draining is allowed and keeps every byte, at the cost of a copy.
  */
 export class FrameReader {
-  private buf: Uint8Array = new Uint8Array(0);
-  private start = 0;
-  private end = 0;
+  /** Pending bytes of a frame split across chunks: pend[pStart, pEnd). Written only at or after pEnd. */
+  private pend: Uint8Array = EMPTY;
+  private pStart = 0;
+  private pEnd = 0;
+  /** The chunk being read in place: cur[pos, cur.length). */
+  private cur: Uint8Array = EMPTY;
+  private pos = 0;
 
-  constructor(private readonly maxFrameLength: number) {}
+  /** Largest payload length accepted; may be changed between frames (e.g. after a handshake). */
+  maxFrameLength: number;
+
+  constructor(maxFrameLength: number) {
+    this.maxFrameLength = maxFrameLength;
+  }
 
   /** Bytes buffered but not yet returned as frames. */
   get buffered(): number {
-    return this.end - this.start;
+    return this.pEnd - this.pStart + (this.cur.length - this.pos);
   }
 
   push(chunk: Uint8Array): void {
-    const have = this.end - this.start;
-    if (have === 0) {
-      // Common case: no partial frame pending, read straight from the chunk without copying.
-      this.buf = chunk;
-      this.start = 0;
-      this.end = chunk.length;
-      return;
+    if (this.pEnd === this.pStart) {
+      // Earlier views into `pend` are dead now (contract), so its space can be reused from the start.
+      this.pStart = 0;
+      this.pEnd = 0;
     }
-    if (this.buf.length - this.end >= chunk.length && this.buf !== chunk) {
-      this.buf.set(chunk, this.end);
-      this.end += chunk.length;
-      return;
+    if (this.pos < this.cur.length) this.appendPending(this.cur.subarray(this.pos));
+    this.cur = chunk;
+    this.pos = 0;
+  }
+
+  /** Appends at pEnd, reallocating (never compacting in place, so views handed out stay intact). */
+  private appendPending(b: Uint8Array): void {
+    const have = this.pEnd - this.pStart;
+    if (this.pend.length - this.pEnd < b.length) {
+      const next = new Uint8Array(Math.max(have + b.length, Math.min(2 * (have + b.length), H + this.maxFrameLength)));
+      next.set(this.pend.subarray(this.pStart, this.pEnd));
+      this.pend = next;
+      this.pStart = 0;
+      this.pEnd = have;
     }
-    const next = new Uint8Array(Math.max(have + chunk.length, Math.min(2 * (have + chunk.length), H + this.maxFrameLength)));
-    next.set(this.buf.subarray(this.start, this.end));
-    next.set(chunk, have);
-    this.buf = next;
-    this.start = 0;
-    this.end = have + chunk.length;
+    this.pend.set(b, this.pEnd);
+    this.pEnd += b.length;
+  }
+
+  private checkLength(type: number, len: number): void {
+    if (len > this.maxFrameLength)
+      throw new DecodeError('derp/frame', `frame type 0x${type.toString(16)} length ${len} exceeds ${this.maxFrameLength}`, 1);
+  }
+
+  /** Type byte of the frame last found by `nextFrame` (or returned by `nextPayload`). */
+  lastType = 0;
+  /** The buffer holding that frame's payload at [lastStart, lastEnd), its 5-byte header just before it. */
+  lastBuf: Uint8Array = EMPTY;
+  lastStart = 0;
+  lastEnd = 0;
+  /**
+   * True when that frame lies in the chunk the caller pushed (so its bytes, header included, stay put for as long
+   * as the caller keeps that chunk); false when it lies in the reader's pending buffer, which the next `push` may
+   * overwrite.
+   */
+  lastInChunk = false;
+
+  /**
+   * Finds the next complete frame and describes it in `lastType`, `lastBuf`, `lastStart`, `lastEnd`,
+   * `lastInChunk`; returns false when more bytes are needed. Allocation-free (the server's per-packet path).
+   * Throws DecodeError for a header over `maxFrameLength`.
+   */
+  nextFrame(): boolean {
+    let have = this.pEnd - this.pStart;
+    if (have > 0) {
+      // Complete the split frame from the current chunk: first its header, then its payload.
+      if (have < H) {
+        const take = Math.min(H - have, this.cur.length - this.pos);
+        this.appendPending(this.cur.subarray(this.pos, this.pos + take));
+        this.pos += take;
+        have += take;
+        if (have < H) return false;
+      }
+      const type = this.pend[this.pStart]!;
+      const len = readU32(this.pend, this.pStart + 1);
+      this.checkLength(type, len);
+      if (have < H + len) {
+        const take = Math.min(H + len - have, this.cur.length - this.pos);
+        if (take > 0) this.appendPending(this.cur.subarray(this.pos, this.pos + take));
+        this.pos += take;
+        if (have + take < H + len) return false;
+      }
+      this.lastType = type;
+      this.lastInChunk = false;
+      this.lastBuf = this.pend;
+      this.lastStart = this.pStart + H;
+      this.lastEnd = this.pStart + H + len;
+      this.pStart += H + len;
+      if (this.pStart === this.pEnd && this.pend.length > PEND_KEEP) {
+        // Let a large buffer go once its frame is out; lastBuf keeps it alive only as long as needed.
+        this.pend = EMPTY;
+        this.pStart = 0;
+        this.pEnd = 0;
+      }
+      return true;
+    }
+    const cur = this.cur;
+    const pos = this.pos;
+    const avail = cur.length - pos;
+    if (avail < H) return false;
+    const type = cur[pos]!;
+    const len = readU32(cur, pos + 1);
+    this.checkLength(type, len);
+    if (avail < H + len) return false;
+    this.lastType = type;
+    this.lastInChunk = true;
+    this.lastBuf = cur;
+    this.lastStart = pos + H;
+    this.lastEnd = pos + H + len;
+    this.pos = pos + H + len;
+    if (this.pos === cur.length) {
+      this.cur = EMPTY;
+      this.pos = 0;
+    }
+    return true;
+  }
+
+  /** The next complete frame's payload (a view; its type in `lastType`), or undefined when more bytes are needed. */
+  nextPayload(): Uint8Array | undefined {
+    return this.nextFrame() ? this.lastBuf.subarray(this.lastStart, this.lastEnd) : undefined;
   }
 
   /** The next complete frame as { type, payload }, or undefined when more bytes are needed. */
   nextRaw(): { type: number; payload: Uint8Array } | undefined {
-    const have = this.end - this.start;
-    if (have < H) return undefined;
-    const type = this.buf[this.start]!;
-    const len = readU32(this.buf, this.start + 1);
-    if (len > this.maxFrameLength)
-      throw new DecodeError('derp/frame', `frame type 0x${type.toString(16)} length ${len} exceeds ${this.maxFrameLength}`);
-    if (have < H + len) {
-      if (this.start > 0 && this.buf.length - this.start < H + len) {
-        // Make room for the whole frame so later pushes append in place.
-        const next = new Uint8Array(H + len);
-        next.set(this.buf.subarray(this.start, this.end));
-        this.buf = next;
-        this.end = have;
-        this.start = 0;
-      }
-      return undefined;
-    }
-    const payload = this.buf.subarray(this.start + H, this.start + H + len);
-    this.start += H + len;
-    if (this.start === this.end) {
-      this.start = 0;
-      this.end = 0;
-      this.buf = new Uint8Array(0);
-    }
-    return { type, payload };
+    const payload = this.nextPayload();
+    return payload && { type: this.lastType, payload };
   }
 
   /** The next complete decoded frame, or undefined. Throws DecodeError for oversize or malformed frames. */

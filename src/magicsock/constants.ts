@@ -16,8 +16,14 @@ export const MAGICSOCK = {
    * 3 s after discovery starts) so a first ping lost to a NAT that was not yet open costs 200 ms, not 5 s.
    */
   DISCOVERY_RETRY_MS: [200, 400, 800, 1_600] as readonly number[],
-  /** meshsock addition: answer a ping from a candidate we have not pinged in this long with our own ping. */
-  RECIPROCAL_PING_MIN_MS: 1_000,
+  /**
+   * meshsock addition: a ping from a candidate that has not answered ours (our ping was likely dropped by a NAT not
+   * yet open, or by a peer that did not know our disco key yet) is answered with our own ping at once, at most this
+   * often per candidate — both sides learn the path within one round trip instead of waiting for a retry.
+   */
+  RECIPROCAL_PING_MIN_MS: 100,
+  /** Data over DERP while we trust a direct path re-validates that path at most this often. */
+  DERP_RECV_REVALIDATE_MS: 1_000,
   /** No outbound data for this long: the session is idle, heartbeats stop. */
   SESSION_ACTIVE_TIMEOUT_MS: 45_000,
   /** Re-probe every candidate this often even with a good direct path, looking for a better one. */
@@ -49,6 +55,13 @@ export const MAGICSOCK = {
   PENDING_QUEUE_MAX: 128,
   /** Queued datagrams older than this are dropped (counted) instead of being sent late. */
   PENDING_MAX_AGE_MS: 5_000,
+  /**
+   * Data from a candidate address that no pong has proven yet (the peer found the path a moment before us) is held
+   * this long, at most this many datagrams per peer, and delivered once a pong proves the address — never trusted
+   * on the strength of a ping alone, which an on-path attacker could replay from its own address.
+   */
+  HELD_MAX_AGE_MS: 1_000,
+  HELD_MAX: 32,
   /** Socket buffers: large enough that a burst of 10k datagrams is not dropped by the kernel. */
   SOCKET_BUFFER_BYTES: 7 << 20,
   /** Received datagrams buffered for an async iterator that is not being read (drop-oldest beyond). */

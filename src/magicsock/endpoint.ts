@@ -61,6 +61,7 @@ export interface Candidate {
   nextPingAt: number;
   unansweredPings: number;
   lastGotPing: number;
+  lastReciprocalPing: number;
   lastPong: number;
   latencyMs: number | undefined;
   readonly recentLatencies: number[];
@@ -156,7 +157,7 @@ export class PeerEndpoint {
     this.lastRecvAt = now;
     if (!viaDerp) return undefined;
     const b = this.trustedBest(now);
-    if (!b || now - this.lastDerpRecvDistrust < MAGICSOCK.RECIPROCAL_PING_MIN_MS) return undefined;
+    if (!b || now - this.lastDerpRecvDistrust < MAGICSOCK.DERP_RECV_REVALIDATE_MS) return undefined;
     this.lastDerpRecvDistrust = now;
     b.trustUntil = now;
     const out: EndpointAction[] = [];
@@ -171,7 +172,9 @@ export class PeerEndpoint {
     if (!c) return out;
     c.lastGotPing = now;
     c.lastSeen = now;
-    if (!this.trustedBest(now) && now - c.lastPing >= MAGICSOCK.RECIPROCAL_PING_MIN_MS) {
+    const unanswered = c.lastPong === NEVER || c.lastPong < c.lastPing;
+    if (!this.trustedBest(now) && unanswered && now - c.lastReciprocalPing >= MAGICSOCK.RECIPROCAL_PING_MIN_MS) {
+      c.lastReciprocalPing = now;
       this.ping(c.addr, c.key, now, PingPurpose.DISCOVERY, out);
     }
     return out;
@@ -403,6 +406,7 @@ export class PeerEndpoint {
       nextPingAt: now,
       unansweredPings: 0,
       lastGotPing: NEVER,
+      lastReciprocalPing: NEVER,
       lastPong: NEVER,
       latencyMs: undefined,
       recentLatencies: [],

@@ -17,6 +17,12 @@ export const EndpointType = {
 } as const;
 export type EndpointType = (typeof EndpointType)[keyof typeof EndpointType];
 
+export interface ExtraProbeResult {
+  readonly mapped: readonly AddrPort[];
+  readonly mappingVariesByDestIP: boolean | undefined;
+  readonly udp: boolean;
+}
+
 export interface TypedEndpoint {
   readonly addr: AddrPort;
   readonly type: EndpointType;
@@ -46,6 +52,8 @@ export class LocalEndpoints {
     private readonly stunClient: StunClient,
     private readonly stunServers: readonly AddrPort[],
     private readonly bind: { v4: string | false; v6: string | false },
+    /** A second source of mapped addresses (netcheck over the DERP map's STUN servers), run beside ours. */
+    private readonly extraProbe?: () => Promise<ExtraProbeResult>,
   ) {}
 
   /** Interface addresses with our bound ports. Wildcard binds enumerate interfaces; specific binds list themselves. */
@@ -105,7 +113,7 @@ export class LocalEndpoints {
   }
 
   stale(now: number): boolean {
-    return this.stunServers.length > 0 && now - this.updatedAt > MAGICSOCK.ENDPOINTS_FRESH_MS;
+    return (this.stunServers.length > 0 || this.extraProbe !== undefined) && now - this.updatedAt > MAGICSOCK.ENDPOINTS_FRESH_MS;
   }
 
   /** Queries every STUN server from our sockets. Resolves true when the STUN endpoint set changed. */
@@ -118,19 +126,22 @@ export class LocalEndpoints {
 
   private async doRefresh(now: () => number): Promise<boolean> {
     const servers = this.stunServers.filter((s) => this.udp.hasFamily(ipClass(s.ip).v6 ? 6 : 4));
-    const results = await Promise.allSettled(
-      servers.map((s) => this.stunClient.query(s, { timeoutMs: STUN_TIMEOUT_MS, rtoMs: STUN_RTO_MS })),
-    );
+    const [results, extra] = await Promise.all([
+      Promise.allSettled(servers.map((s) => this.stunClient.query(s, { timeoutMs: STUN_TIMEOUT_MS, rtoMs: STUN_RTO_MS }))),
+      this.extraProbe?.().catch(() => undefined),
+    ]);
     const mapped: TypedEndpoint[] = [];
     const v4: string[] = [];
-    for (const r of results) {
-      if (r.status !== 'fulfilled') continue;
-      const m = { ip: normalizeIp(r.value.mapped.ip), port: r.value.mapped.port };
+    const add = (a: AddrPort) => {
+      const m = { ip: normalizeIp(a.ip), port: a.port };
       mapped.push({ addr: m, type: EndpointType.STUN });
       if (!ipClass(m.ip).v6) v4.push(formatAddrPort(m));
-    }
-    this.udpWorks = servers.length ? mapped.length > 0 : undefined;
+    };
+    for (const r of results) if (r.status === 'fulfilled') add(r.value.mapped);
+    for (const a of extra?.mapped ?? []) add(a);
+    this.udpWorks = servers.length || extra ? mapped.length > 0 || extra?.udp === true : undefined;
     if (v4.length >= 2) this.mappingVariesByDestIP = new Set(v4).size > 1;
+    if (extra?.mappingVariesByDestIP) this.mappingVariesByDestIP = true;
     const before = this.stun.map((e) => formatAddrPort(e.addr)).sort().join(',');
     const dedup = new Map(mapped.map((e) => [formatAddrPort(e.addr), e]));
     this.stun = [...dedup.values()];

@@ -10,8 +10,8 @@
 import { EventEmitter } from 'node:events';
 import { isDisco, openDisco, sealDisco } from '../disco/envelope.js';
 import type { DiscoMessage } from '../disco/message.js';
-import { ErrorCode, MeshsockError, abortError } from '../errors.js';
-import { formatAddrPort, normalizeIp, parseAddrPort, type AddrPort } from '../internal/addr.js';
+import { ErrorCode, MeshsockError } from '../errors.js';
+import { formatAddrPort, normalizeIp, type AddrPort } from '../internal/addr.js';
 import { bytesEqual, toHex } from '../internal/bytes.js';
 import { DriverTimer, randomFloat, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js';
 import { Counters, channels, publish } from '../internal/diagnostics.js';
@@ -21,91 +21,37 @@ import type { Signaller } from '../signal/signaller.js';
 import { isStun } from '../stun/message.js';
 import { StunClient } from '../stun/client.js';
 import { MAGICSOCK } from './constants.js';
-import type { EndpointAction, NotDirectReason } from './endpoint.js';
+import type { EndpointAction } from './endpoint.js';
 import { LocalEndpoints, type TypedEndpoint } from './local-endpoints.js';
 import { NO_PATH, PeerState, directPath, type PathInfo, type PeerHints } from './peer-state.js';
 import type { RelayTransport } from './relay.js';
+import { DerpRelay, toDerpMap } from './derp-transport.js';
 import { UdpTransport, type Family } from './udp-transport.js';
+import { MAX_DATAGRAM, normalizeBind, toAddrPort, toPublicKey, type MagicSocketOptions } from './options.js';
+import { peerStatus, type SocketStatus } from './status.js';
+import { waitForPath } from './wait-for-path.js';
 import { MessageIterator, type ReceivedMessage } from './message-iterator.js';
 import { interfaceSignature } from './interfaces.js';
 
-/** Largest datagram the socket accepts (the IPv4 UDP limit; DERP carries up to 64 KiB). */
-export const MAX_DATAGRAM = 65_507;
-
-export interface MagicSocketOptions {
-  /** Our node key (identity). A PrivateKey or its `privkey:` text. */
-  privateKey: PrivateKey | string;
-  /** UDP port for both families; 0 (default) picks one. */
-  port?: number;
-  /** Addresses to bind. A string binds IPv4 (or IPv6) only there; default all interfaces, both families. */
-  bindAddress?: string | { v4?: string | false; v6?: string | false };
-  /** STUN servers ("ip:port"), queried from our own sockets. No default: meshsock never contacts public hosts. */
-  stunServers?: ReadonlyArray<string | AddrPort>;
-  /** How CallMeMaybe messages reach peers when DERP is not used (or in addition to it). */
-  signaller?: Signaller;
-  /** The relay transport (DERP). Usually set up from `derpMap` by `createMagicSocket` in index.ts. */
-  relay?: RelayTransport;
-  /** How often to look for interface/address changes, ms; 0 disables. Default 5000 for wildcard binds. */
-  interfacePollMs?: number;
-  /** Socket send/receive buffer size in bytes. Default 7 MiB (capped by the kernel's rmem_max/wmem_max). */
-  socketBufferBytes?: number;
-  clock?: Clock;
-  rng?: RandomSource;
-}
-
-export interface PeerStatus {
-  readonly publicKey: string;
-  readonly discoKey: string | undefined;
-  readonly path: PathInfo;
-  readonly trusted: boolean;
-  /** Why the peer is not on a trusted direct path, or undefined when it is. */
-  readonly notDirectReason: NotDirectReason | undefined;
-  readonly derpRegion: number | undefined;
-  readonly candidates: ReadonlyArray<{
-    addr: string;
-    sources: string[];
-    latencyMs: number | undefined;
-    lastPongMsAgo: number | undefined;
-    lastPingMsAgo: number | undefined;
-  }>;
-  readonly tx: { packets: number; bytes: number };
-  readonly rx: { packets: number; bytes: number };
-  readonly pendingDatagrams: number;
-}
-
-export interface SocketStatus {
-  readonly publicKey: string;
-  readonly discoKey: string;
-  readonly localAddresses: string[];
-  readonly endpoints: ReadonlyArray<{ addr: string; type: string }>;
-  readonly udpWorks: boolean | undefined;
-  readonly mappingVariesByDestIP: boolean | undefined;
-  readonly relay: unknown;
-  readonly peers: PeerStatus[];
-  readonly counters: Record<string, number>;
-}
-
 type CounterName =
   | 'rx-data' | 'tx-data' | 'tx-data-derp' | 'rx-data-derp' | 'rx-stun' | 'rx-disco' | 'tx-disco'
-  | 'drop-unknown-source' | 'drop-stun-unmatched' | 'drop-disco-unknown-key' | 'drop-disco-bad-box'
+  | 'drop-unknown-source' | 'drop-unproven-source' | 'drop-stun-unmatched' | 'drop-disco-unknown-key' | 'drop-disco-bad-box'
   | 'drop-disco-malformed' | 'drop-disco-wrong-node-key' | 'drop-pong-unmatched' | 'drop-cmm-not-signalled'
   | 'drop-signal-malformed' | 'drop-signal-unknown-peer' | 'drop-signal-bad-box' | 'drop-signal-unexpected'
   | 'drop-relay-unknown-peer' | 'drop-duplicate' | 'drop-pending-full' | 'drop-pending-expired'
   | 'drop-iterator-full' | 'drop-no-path' | 'drop-relay-send' | 'send-errors' | 'signal-send-errors'
   | 'signal-sent' | 'signal-received' | 'cmm-no-channel' | 'rebinds' | 'restun';
 
-const SOURCE_NAMES: Array<[number, string]> = [
-  [1, 'hint'],
-  [2, 'call-me-maybe'],
-  [4, 'ping-source'],
-];
 
+// Typed event signatures for the EventEmitter below (declaration merging is the documented Node idiom).
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export declare interface MagicSocket {
   on(event: 'message', listener: (data: Uint8Array, peer: PublicKey, path: PathInfo) => void): this;
   on(event: 'path', listener: (peer: PublicKey, path: PathInfo, previous: PathInfo, reason: string) => void): this;
   on(event: 'close', listener: () => void): this;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class MagicSocket extends EventEmitter {
   readonly publicKey: PublicKey;
   readonly discoPublicKey: PublicKey;
@@ -115,7 +61,10 @@ export class MagicSocket extends EventEmitter {
   private readonly discoKey: PrivateKey;
   private readonly peers = new Map<string, PeerState>();
   private readonly byDisco = new Map<string, PeerState>();
+  /** Addresses proven by a pong (our fresh TxID answered from there): data from them is the peer's. */
   private readonly byAddr = new Map<string, PeerState>();
+  /** Candidate addresses not yet proven; data from them is held briefly until a pong proves them. */
+  private readonly unproven = new Map<string, PeerState>();
   private readonly clock: Clock;
   private readonly rng: RandomSource;
   private readonly timer: DriverTimer;
@@ -123,6 +72,7 @@ export class MagicSocket extends EventEmitter {
   private stun!: StunClient;
   private endpoints!: LocalEndpoints;
   private relay: RelayTransport | undefined;
+  private derp: DerpRelay | undefined;
   private signaller: Signaller | undefined;
   private unlisten: (() => void) | undefined;
   private closed = false;
@@ -155,6 +105,9 @@ export class MagicSocket extends EventEmitter {
     if (!Number.isInteger(port) || port < 0 || port > 65535)
       throw new MeshsockError(ErrorCode.BAD_CONFIG, `port must be an integer in 0..65535, got ${String(opts.port)}`);
     const stunServers = (opts.stunServers ?? []).map((s) => toAddrPort(s, 'stunServers'));
+    if (opts.derpMap !== undefined && opts.relay !== undefined)
+      throw new MeshsockError(ErrorCode.BAD_CONFIG, 'give either derpMap or relay, not both');
+    const derpMap = opts.derpMap === undefined ? undefined : toDerpMap(opts.derpMap);
     const ms = new MagicSocket(opts);
     ms.udp = await UdpTransport.bind(
       { v4: ms.bind.v4, v6: ms.bind.v6, port, bufferBytes: opts.socketBufferBytes ?? MAGICSOCK.SOCKET_BUFFER_BYTES },
@@ -162,14 +115,26 @@ export class MagicSocket extends EventEmitter {
       (err) => ms.onUdpError(err),
     );
     ms.stun = new StunClient({ send: (b, to) => void ms.udp.send(b, to.ip, to.port), clock: ms.clock, rng: ms.rng });
-    ms.endpoints = new LocalEndpoints(ms.udp, ms.stun, stunServers, ms.bind);
+    if (derpMap) {
+      ms.derp = new DerpRelay({
+        privateKey: ms.privateKey,
+        derpMap,
+        clock: ms.clock,
+        rng: ms.rng,
+        send: (b, to) => void ms.udp.send(b, to.ip, to.port),
+        families: { v4: ms.udp.hasFamily(4), v6: ms.udp.hasFamily(6) },
+      });
+    }
+    const derp = ms.derp;
+    ms.endpoints = new LocalEndpoints(ms.udp, ms.stun, stunServers, ms.bind, derp && (() => derp.probe()));
     ms.signaller = opts.signaller;
     ms.unlisten = opts.signaller?.listen(ms.publicKey, (m) => ms.onSignal(m, 'signaller'));
-    if (opts.relay) ms.attachRelay(opts.relay);
+    const relay = opts.relay ?? ms.derp;
+    if (relay) ms.attachRelay(relay);
     ms.ifaceSig = interfaceSignature();
     const now = ms.clock.now();
     if (ms.ifacePollMs > 0) ms.nextIfacePollAt = now + ms.ifacePollMs;
-    if (stunServers.length) ms.restun('startup');
+    if (stunServers.length || ms.derp) ms.restun('startup');
     ms.rearm();
     return ms;
   }
@@ -182,7 +147,9 @@ export class MagicSocket extends EventEmitter {
       const now = this.clock.now();
       for (const p of this.peers.values()) {
         this.updatePath(p, 'relay-change');
-        if (p.pending.length && relay.canSend(this.regionFor(p))) this.flushPending(p, now);
+        if (!relay.canSend(this.regionFor(p))) continue;
+        if (p.pending.length) this.flushPending(p, now);
+        if (p.callMeMaybeUndelivered) this.sendCallMeMaybeNow(p);
       }
       this.rearm();
     });
@@ -220,7 +187,10 @@ export class MagicSocket extends EventEmitter {
     if (!p) return false;
     this.peers.delete(key.hex);
     if (p.discoKey && this.byDisco.get(p.discoKey.hex) === p) this.byDisco.delete(p.discoKey.hex);
-    for (const c of p.core.candidates.keys()) if (this.byAddr.get(c) === p) this.byAddr.delete(c);
+    for (const c of p.core.candidates.keys()) {
+      if (this.byAddr.get(c) === p) this.byAddr.delete(c);
+      if (this.unproven.get(c) === p) this.unproven.delete(c);
+    }
     this.rearm();
     return true;
   }
@@ -286,51 +256,15 @@ export class MagicSocket extends EventEmitter {
     opts: { type?: 'direct' | 'derp' | 'any'; signal?: AbortSignal; timeoutMs?: number } = {},
   ): Promise<PathInfo> {
     const key = toPublicKey(peer, 'peer');
-    const want = opts.type ?? 'direct';
-    const ok = (p: PathInfo) => (want === 'any' ? p.type !== 'none' : p.type === want);
-    return new Promise<PathInfo>((resolve, reject) => {
-      if (this.closed) return reject(new MeshsockError(ErrorCode.CLOSED, 'socket is closed'));
-      const st = this.peers.get(key.hex);
-      if (!st) return reject(new MeshsockError(ErrorCode.UNKNOWN_PEER, `unknown peer ${key.toString()}`));
-      if (ok(st.path)) return resolve(st.path);
-      if (opts.signal?.aborted) return reject(abortError(opts.signal));
-      let cancelTimer: (() => void) | undefined;
-      const cleanup = () => {
-        this.off('path', onPath);
-        this.off('close', onClose);
-        opts.signal?.removeEventListener('abort', onAbort);
-        cancelTimer?.();
-      };
-      const onPath = (k: PublicKey, path: PathInfo) => {
-        if (k.hex === key.hex && ok(path)) {
-          cleanup();
-          resolve(path);
-        }
-      };
-      const onClose = () => {
-        cleanup();
-        reject(new MeshsockError(ErrorCode.CLOSED, 'socket closed'));
-      };
-      const onAbort = () => {
-        cleanup();
-        reject(abortError(opts.signal!));
-      };
-      this.on('path', onPath);
-      this.on('close', onClose);
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      if (opts.timeoutMs !== undefined) {
-        cancelTimer = this.clock.setTimer(() => {
-          cleanup();
-          reject(new MeshsockError(ErrorCode.TIMEOUT, `no ${want} path to ${key.toString()} within ${opts.timeoutMs} ms`));
-        }, opts.timeoutMs);
-      }
-    });
+    if (this.closed) return Promise.reject(new MeshsockError(ErrorCode.CLOSED, 'socket is closed'));
+    const st = this.peers.get(key.hex);
+    if (!st) return Promise.reject(new MeshsockError(ErrorCode.UNKNOWN_PEER, `unknown peer ${key.toString()}`));
+    return waitForPath(this, this.clock, key, st.path, opts);
   }
 
   /** Everything about the socket and each peer: paths, candidates, latencies, and why a peer is not direct. */
   status(): SocketStatus {
     const now = this.clock.now();
-    const ago = (t: number) => (Number.isFinite(t) ? Math.round(now - t) : undefined);
     return {
       publicKey: this.publicKey.toString(),
       discoKey: this.discoPublicKey.toString(),
@@ -339,24 +273,7 @@ export class MagicSocket extends EventEmitter {
       udpWorks: this.endpoints.udpWorks,
       mappingVariesByDestIP: this.endpoints.mappingVariesByDestIP,
       relay: this.relay?.status(),
-      peers: [...this.peers.values()].map((p) => ({
-        publicKey: p.key.toString(),
-        discoKey: p.discoKey?.toString(),
-        path: p.path,
-        trusted: p.core.trustedBest(now) !== undefined,
-        notDirectReason: p.core.notDirectReason(now),
-        derpRegion: p.derpRegion ?? p.lastHeardRegion,
-        candidates: [...p.core.candidates.values()].map((c) => ({
-          addr: c.key,
-          sources: SOURCE_NAMES.filter(([bit]) => c.sources & bit).map(([, n]) => n),
-          latencyMs: c.latencyMs,
-          lastPongMsAgo: ago(c.lastPong),
-          lastPingMsAgo: ago(c.lastPing),
-        })),
-        tx: { packets: p.txPackets, bytes: p.txBytes },
-        rx: { packets: p.rxPackets, bytes: p.rxBytes },
-        pendingDatagrams: p.pending.length,
-      })),
+      peers: [...this.peers.values()].map((p) => peerStatus(p, now)),
       counters: this.counters.snapshot(),
     };
   }
@@ -393,7 +310,8 @@ export class MagicSocket extends EventEmitter {
   private onUdp(msg: Buffer, ip: string, port: number, family: Family): void {
     if (isStun(msg)) {
       this.counters.inc('rx-stun');
-      if (!this.stun.handlePacket(msg, { ip, port })) this.counters.inc('drop-stun-unmatched');
+      const from = { ip: normalizeIp(ip), port };
+      if (!this.derp?.handleStunPacket(msg, from) && !this.stun.handlePacket(msg, from)) this.counters.inc('drop-stun-unmatched');
       return;
     }
     if (isDisco(msg)) {
@@ -403,6 +321,12 @@ export class MagicSocket extends EventEmitter {
     const addrKey = family === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
     const p = this.byAddr.get(addrKey);
     if (p === undefined) {
+      const q = this.unproven.get(addrKey);
+      if (q !== undefined) {
+        // A peer that learned the path first may send before our pong from it arrives: hold, do not trust yet.
+        if (!q.hold(addrKey, msg, this.clock.now())) this.counters.inc('drop-unproven-source');
+        return;
+      }
       this.counters.inc('drop-unknown-source');
       publish(channels.drop, () => ({ where: 'udp', reason: 'unknown-source', from: addrKey }));
       return;
@@ -484,8 +408,9 @@ export class MagicSocket extends EventEmitter {
       case 'ping': {
         if (m.nodeKey && !bytesEqual(m.nodeKey, p.key.bytes)) return this.drop('drop-disco-wrong-node-key', 'disco', src);
         if (src) {
-          this.sendDisco(p, src, { type: 'pong', txId: m.txId, src });
+          // Our own ping (if any) goes out before the pong, so the peer answers it before it starts sending data.
           this.run(p, p.core.onPing(src, now), now);
+          this.sendDisco(p, src, { type: 'pong', txId: m.txId, src });
         } else if (this.relay) {
           this.relay.send(region, p.key, this.sealFor(p, { type: 'pong', txId: m.txId, src: { ip: '127.3.3.40', port: region ?? 0 } }));
         }
@@ -495,6 +420,7 @@ export class MagicSocket extends EventEmitter {
         if (!src) break; // we never ping over DERP; a pong there answers nothing of ours
         const actions = p.core.onPong(toHex(m.txId), src, m.src, now);
         if (!actions) return this.drop('drop-pong-unmatched', 'disco', src);
+        this.prove(p, formatAddrPort(src), now);
         this.run(p, actions, now);
         break;
       }
@@ -556,10 +482,11 @@ export class MagicSocket extends EventEmitter {
           this.sendCallMeMaybe(p, now);
           break;
         case 'learnAddr':
-          this.byAddr.set(a.key, p);
+          if (this.byAddr.get(a.key) !== p) this.unproven.set(a.key, p);
           break;
         case 'forgetAddr':
           if (this.byAddr.get(a.key) === p) this.byAddr.delete(a.key);
+          if (this.unproven.get(a.key) === p) this.unproven.delete(a.key);
           break;
         case 'observedAddr':
           this.endpoints.noteObserved({ ip: normalizeIp(a.addr.ip), port: a.addr.port }, now);
@@ -571,6 +498,17 @@ export class MagicSocket extends EventEmitter {
           break;
       }
     }
+  }
+
+  /** A pong from `addrKey` proved it: accept data from it, and deliver what was held meanwhile. */
+  private prove(p: PeerState, addrKey: string, now: number): void {
+    if (this.byAddr.get(addrKey) === p) return;
+    this.byAddr.set(addrKey, p);
+    this.unproven.delete(addrKey);
+    const [held, expired] = p.release(addrKey, now);
+    if (expired) this.counters.inc('drop-unproven-source', expired);
+    const path = p.rxDirectPath(addrKey);
+    for (const d of held) this.deliver(p, d, path);
   }
 
   private sealFor(p: PeerState, m: DiscoMessage): Uint8Array {
@@ -631,6 +569,7 @@ export class MagicSocket extends EventEmitter {
         this.counters.inc('signal-send-errors');
       }
     }
+    p.callMeMaybeUndelivered = !sent;
     this.counters.inc(sent ? 'signal-sent' : 'cmm-no-channel');
   }
 
@@ -731,29 +670,4 @@ export class MagicSocket extends EventEmitter {
   private assertOpen(): void {
     if (this.closed) throw new MeshsockError(ErrorCode.CLOSED, 'socket is closed');
   }
-}
-
-function normalizeBind(b: MagicSocketOptions['bindAddress']): { v4: string | false; v6: string | false } {
-  if (b === undefined) return { v4: '0.0.0.0', v6: '::' };
-  if (typeof b === 'string') {
-    const ap = b.includes(':') ? { v4: false as const, v6: b } : { v4: b, v6: false as const };
-    return ap;
-  }
-  return { v4: b.v4 ?? '0.0.0.0', v6: b.v6 ?? '::' };
-}
-
-function toAddrPort(v: string | AddrPort, name: string): AddrPort {
-  try {
-    if (typeof v === 'string') return parseAddrPort(v);
-    if (v && typeof v.ip === 'string' && Number.isInteger(v.port)) return parseAddrPort(formatAddrPort(v));
-  } catch {
-    // fall through to the typed error
-  }
-  throw new MeshsockError(ErrorCode.BAD_CONFIG, `${name}: ${JSON.stringify(v)} is not "ip:port"`);
-}
-
-function toPublicKey(v: PublicKey | string, name: string, kind: 'node' | 'disco' = 'node'): PublicKey {
-  if (v instanceof PublicKey) return v;
-  if (typeof v === 'string') return PublicKey.parse(v, kind);
-  throw new TypeError(`"${name}" must be a PublicKey or its text form`);
 }

@@ -2,6 +2,7 @@
  * What the driver keeps per peer beside the sans-IO endpoint core: keys and precomputed shared keys, the region
  * the peer was heard on, datagrams waiting for a first path, cached path objects, and per-peer counters.
  */
+import { ErrorCode, MeshsockError } from '../errors.js';
 import { formatAddrPort, type AddrPort } from '../internal/addr.js';
 import { bytesEqual } from '../internal/bytes.js';
 import type { RandomSource } from '../internal/clock.js';
@@ -36,10 +37,13 @@ export class PeerState {
   discoFromHints = false;
   /** The peer has proven it knows our current disco key (it sealed a disco message to it). */
   knowsOurDisco = false;
+  /** Our last CallMeMaybe found no channel (no relay connection, no signaller): resend when one comes up. */
+  callMeMaybeUndelivered = false;
   derpRegion: number | undefined;
   lastHeardRegion: number | undefined;
   path: PathInfo = NO_PATH;
   pending: Array<{ data: Uint8Array; at: number }> = [];
+  private held: Array<{ addrKey: string; data: Uint8Array; at: number }> = [];
   readonly dedup = new CrossPathDedup();
   lastDerpRecvAt = -Infinity;
   lastPathChangeAt = -Infinity;
@@ -56,6 +60,13 @@ export class PeerState {
     rng: RandomSource,
   ) {
     this.core = new PeerEndpoint(rng);
+    // Computed now so that a key X25519 rejects (a low-order point) fails addPeer with BAD_KEY, instead of
+    // throwing later from a timer or a receive callback.
+    try {
+      this.nodeSharedKey = SharedKey.compute(self, key);
+    } catch (cause) {
+      throw new MeshsockError(ErrorCode.BAD_KEY, `peer key ${key.toString()} is not usable for X25519`, { cause });
+    }
   }
 
   /** Shared NaCl key between our node key and the peer's (for signal envelopes). */
@@ -64,11 +75,21 @@ export class PeerState {
     return this.nodeSharedKey;
   }
 
-  /** Binds a disco key. Returns true when it is new or changed (the peer restarted). */
+  /**
+   * Binds a disco key. Returns true when it is new or changed (the peer restarted); false when unchanged, or when
+   * X25519 rejects the key (a low-order point, which only a broken or hostile peer sends): it is not bound.
+   */
   bindDisco(bytes: Uint8Array, ourDisco: PrivateKey, fromHints: boolean): boolean {
     if (this.discoKey && bytesEqual(this.discoKey.bytes, bytes)) return false;
-    this.discoKey = new PublicKey(bytes, 'disco');
-    this.discoShared = SharedKey.compute(ourDisco, this.discoKey);
+    const key = new PublicKey(bytes, 'disco');
+    let shared: SharedKey;
+    try {
+      shared = SharedKey.compute(ourDisco, key);
+    } catch {
+      return false;
+    }
+    this.discoKey = key;
+    this.discoShared = shared;
     this.discoFromHints = fromHints;
     this.knowsOurDisco = false;
     this.core.hasDiscoKey = true;
@@ -84,6 +105,37 @@ export class PeerState {
       this.rxPaths.set(addrKey, p);
     }
     return p;
+  }
+
+  /**
+   * Holds a datagram from a candidate address not yet proven by a pong (at most HELD_MAX, each for HELD_MAX_AGE_MS).
+   * Returns false when the datagram (or an older one) had to be dropped.
+   */
+  hold(addrKey: string, data: Uint8Array, now: number): boolean {
+    let ok = true;
+    while (this.held.length && now - this.held[0]!.at > MAGICSOCK.HELD_MAX_AGE_MS) {
+      this.held.shift();
+      ok = false;
+    }
+    this.held.push({ addrKey, data: Uint8Array.from(data), at: now });
+    if (this.held.length > MAGICSOCK.HELD_MAX) {
+      this.held.shift();
+      ok = false;
+    }
+    return ok;
+  }
+
+  /** Takes the held datagrams from `addrKey`: [fresh ones in arrival order, expired count]. */
+  release(addrKey: string, now: number): [Uint8Array[], number] {
+    const fresh: Uint8Array[] = [];
+    let expired = 0;
+    this.held = this.held.filter((h) => {
+      if (h.addrKey !== addrKey) return true;
+      if (now - h.at <= MAGICSOCK.HELD_MAX_AGE_MS) fresh.push(h.data);
+      else expired++;
+      return false;
+    });
+    return [fresh, expired];
   }
 
   /** Queues a datagram until a first path exists. Returns false when it had to drop one (queue full). */
@@ -104,8 +156,16 @@ export class PeerState {
     return [fresh, expired];
   }
 
-  /** Whether received datagrams need the cross-path duplicate check right now. */
+  /**
+   * Whether received datagrams need the cross-path duplicate check right now. Twins need a DERP copy, so a peer with
+   * no DERP relation (no region hinted, never heard over DERP: no relay, or a signaller-only deployment) is never
+   * checked — the check hashes every byte (~2–6 µs per 1,280-byte datagram, more than the rest of the receive
+   * path). Cost of that shortcut: if such a peer's very first DERP packets are twins of UDP copies already
+   * delivered, those few are delivered twice (a duplicate, as UDP allows); from then on the peer is checked.
+   */
   dedupActive(now: number): boolean {
+    if (this.lastDerpRecvAt === -Infinity && this.lastHeardRegion === undefined && this.derpRegion === undefined)
+      return false;
     return (
       now - this.lastDerpRecvAt < MAGICSOCK.DEDUP_WINDOW_MS ||
       now - this.lastPathChangeAt < MAGICSOCK.DEDUP_WINDOW_MS ||

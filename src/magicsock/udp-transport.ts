@@ -4,6 +4,8 @@
  * demultiplexes what arrives.
  */
 import * as dgram from 'node:dgram';
+import { lookup as dnsLookup, type LookupOneOptions } from 'node:dns';
+import { isIP } from 'node:net';
 import { ErrorCode, MeshsockError } from '../errors.js';
 import { isIPv6, type AddrPort } from '../internal/addr.js';
 import { MAGICSOCK } from './constants.js';
@@ -23,8 +25,30 @@ export interface UdpBindOptions {
 export type UdpReceive = (msg: Buffer, ip: string, port: number, family: Family) => void;
 export type UdpError = (err: NodeJS.ErrnoException, family: Family) => void;
 
+/**
+ * dgram passes every destination through `lookup`; the default (dns.lookup) defers even an IP literal to the next
+ * tick, which costs about 1 µs per send (a nextTick, a callback hop, async-id bookkeeping). Every address this
+ * transport sends to is an IP literal (AddrPort), so those are answered synchronously and the datagram leaves in the
+ * same call; anything else (a host name given as the bind address) still goes to dns.lookup.
+ */
+function literalLookup(
+  hostname: string,
+  options: LookupOneOptions | number,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = isIP(hostname);
+  if (family !== 0) callback(null, hostname, family);
+  else dnsLookup(hostname, options as LookupOneOptions, callback);
+}
+
 async function bindOne(type: 'udp4' | 'udp6', address: string, port: number, bufferBytes: number): Promise<dgram.Socket> {
-  const sock = dgram.createSocket({ type, ipv6Only: type === 'udp6', recvBufferSize: bufferBytes, sendBufferSize: bufferBytes });
+  const sock = dgram.createSocket({
+    type,
+    ipv6Only: type === 'udp6',
+    recvBufferSize: bufferBytes,
+    sendBufferSize: bufferBytes,
+    lookup: literalLookup,
+  });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     sock.once('error', onError);
