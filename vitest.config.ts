@@ -12,6 +12,7 @@ export default defineConfig({
           exclude: ['test/lab/**'],
           testTimeout: 30_000,
           hookTimeout: 30_000,
+          setupFiles: ['test/setup/fast-check.ts'],
         },
       },
       {

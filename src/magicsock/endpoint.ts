@@ -418,6 +418,8 @@ export class PeerEndpoint {
 
   private removeCandidate(c: Candidate, out: EndpointAction[]): void {
     this.candidates.delete(c.key);
+    // A pong still in flight for a forgotten candidate must not resurrect it as the best path.
+    for (const [tx, sp] of this.sentPings) if (sp.toKey === c.key) this.sentPings.delete(tx);
     if (this.best?.key === c.key) this.clearBest('candidate-removed', out);
     out.push({ kind: 'forgetAddr', key: c.key });
   }

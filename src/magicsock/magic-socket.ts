@@ -65,6 +65,11 @@ export class MagicSocket extends EventEmitter {
   private readonly byAddr = new Map<string, PeerState>();
   /** Candidate addresses not yet proven; data from them is held briefly until a pong proves them. */
   private readonly unproven = new Map<string, PeerState>();
+  /** The last data source resolved through byAddr (cleared whenever byAddr loses an entry). */
+  private rxCacheIp = '';
+  private rxCachePort = -1;
+  private rxCacheKey = '';
+  private rxCachePeer: PeerState | undefined;
   private readonly clock: Clock;
   private readonly rng: RandomSource;
   private readonly timer: DriverTimer;
@@ -186,6 +191,7 @@ export class MagicSocket extends EventEmitter {
     const p = this.peers.get(key.hex);
     if (!p) return false;
     this.peers.delete(key.hex);
+    this.rxCachePeer = undefined;
     if (p.discoKey && this.byDisco.get(p.discoKey.hex) === p) this.byDisco.delete(p.discoKey.hex);
     for (const c of p.core.candidates.keys()) {
       if (this.byAddr.get(c) === p) this.byAddr.delete(c);
@@ -318,13 +324,31 @@ export class MagicSocket extends EventEmitter {
       this.handleDisco(msg, { ip: normalizeIp(ip), port }, undefined, undefined);
       return;
     }
-    const addrKey = family === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
-    const p = this.byAddr.get(addrKey);
+    // Most datagrams come from the same source as the one before: skip building the key and the map lookup.
+    let addrKey: string;
+    let p: PeerState | undefined;
+    if (port === this.rxCachePort && ip === this.rxCacheIp && this.rxCachePeer !== undefined) {
+      p = this.rxCachePeer;
+      addrKey = this.rxCacheKey;
+    } else {
+      addrKey = family === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+      p = this.byAddr.get(addrKey);
+      if (p !== undefined) {
+        this.rxCacheIp = ip;
+        this.rxCachePort = port;
+        this.rxCacheKey = addrKey;
+        this.rxCachePeer = p;
+      }
+    }
     if (p === undefined) {
       const q = this.unproven.get(addrKey);
       if (q !== undefined) {
         // A peer that learned the path first may send before our pong from it arrives: hold, do not trust yet.
-        if (!q.hold(addrKey, msg, this.clock.now())) this.counters.inc('drop-unproven-source');
+        const now = this.clock.now();
+        const wasEmpty = q.heldDeadline() === Infinity;
+        const dropped = q.hold(addrKey, msg, now);
+        if (dropped) this.counters.inc('drop-unproven-source', dropped);
+        if (wasEmpty) this.rearm();
         return;
       }
       this.counters.inc('drop-unknown-source');
@@ -485,6 +509,7 @@ export class MagicSocket extends EventEmitter {
           if (this.byAddr.get(a.key) !== p) this.unproven.set(a.key, p);
           break;
         case 'forgetAddr':
+          this.rxCachePeer = undefined;
           if (this.byAddr.get(a.key) === p) this.byAddr.delete(a.key);
           if (this.unproven.get(a.key) === p) this.unproven.delete(a.key);
           break;
@@ -610,6 +635,8 @@ export class MagicSocket extends EventEmitter {
     const now = this.clock.now();
     for (const p of this.peers.values()) {
       if (p.core.pollTimeout(now) <= now) this.run(p, p.core.onTimeout(now), now);
+      const expired = p.expireHeld(now);
+      if (expired) this.counters.inc('drop-unproven-source', expired);
     }
     if (now >= this.nextRestunAt) {
       this.nextRestunAt = Infinity;
@@ -630,7 +657,7 @@ export class MagicSocket extends EventEmitter {
     if (this.closed) return;
     const now = this.clock.now();
     let t = Math.min(this.nextRestunAt, this.nextIfacePollAt);
-    for (const p of this.peers.values()) t = Math.min(t, p.core.pollTimeout(now));
+    for (const p of this.peers.values()) t = Math.min(t, p.core.pollTimeout(now), p.heldDeadline());
     this.timer.armAt(Number.isFinite(t) ? Math.max(t, now) : undefined);
   }
 

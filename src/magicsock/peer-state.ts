@@ -109,20 +109,31 @@ export class PeerState {
 
   /**
    * Holds a datagram from a candidate address not yet proven by a pong (at most HELD_MAX, each for HELD_MAX_AGE_MS).
-   * Returns false when the datagram (or an older one) had to be dropped.
+   * Returns how many held datagrams (this one included) had to be dropped to make room or because they expired.
    */
-  hold(addrKey: string, data: Uint8Array, now: number): boolean {
-    let ok = true;
-    while (this.held.length && now - this.held[0]!.at > MAGICSOCK.HELD_MAX_AGE_MS) {
-      this.held.shift();
-      ok = false;
-    }
+  hold(addrKey: string, data: Uint8Array, now: number): number {
+    let dropped = this.expireHeld(now);
     this.held.push({ addrKey, data: Uint8Array.from(data), at: now });
     if (this.held.length > MAGICSOCK.HELD_MAX) {
       this.held.shift();
-      ok = false;
+      dropped++;
     }
-    return ok;
+    return dropped;
+  }
+
+  /** Drops held datagrams older than HELD_MAX_AGE_MS; returns how many. */
+  expireHeld(now: number): number {
+    let n = 0;
+    while (this.held.length && now - this.held[0]!.at > MAGICSOCK.HELD_MAX_AGE_MS) {
+      this.held.shift();
+      n++;
+    }
+    return n;
+  }
+
+  /** When the oldest held datagram expires (Infinity when none is held). */
+  heldDeadline(): number {
+    return this.held.length ? this.held[0]!.at + MAGICSOCK.HELD_MAX_AGE_MS + 1 : Infinity;
   }
 
   /** Takes the held datagrams from `addrKey`: [fresh ones in arrival order, expired count]. */

@@ -439,31 +439,56 @@ describe('MagicSocket under hostile input', () => {
     expect(a.status().peers).toEqual([]);
   });
 
-  // KNOWN BUG in magic-socket.ts (see the report): a ping is not bound to a fresh challenge, so one captured ping of
-  // b's, replayed from the attacker's own address, makes `a` add that address as b's candidate and accept the
-  // attacker's datagrams as b's. `it.fails` passes while the bug exists; turn it into `it` when the fix lands.
-  it.fails(
-    'KNOWN BUG: a replayed ping of the peer, sent from an attacker address, must not let that address speak as the peer',
-    async () => {
-      const { a, b, bDisco, aAddr } = await livePair();
-      const [atk] = await attackerSockets(1);
-      const atkAddr = `127.0.0.1:${atk!.address().port}`;
-      const got: string[] = [];
-      a.on('message', (d, _peer, path) =>
-        got.push(`${path.type === 'direct' ? path.addr : path.type} ${Buffer.from(d).toString()}`),
-      );
-      const captured = sealDisco(bDisco.publicKey.bytes, SharedKey.compute(bDisco, a.discoPublicKey), {
-        type: 'ping',
-        txId: systemRandom(12),
-        nodeKey: b.publicKey.bytes,
-        padding: 0,
-      });
+  // A ping is not bound to a fresh challenge: one of b's pings, captured and replayed from the attacker's own address,
+  // makes `a` pong there and list that address as a (peer-reflexive) candidate. It must not make `a` accept the
+  // attacker's datagrams as b's: data from an address is delivered only once a pong from it proves it (datagrams that
+  // arrive before are held for HELD_MAX_AGE_MS, then dropped).
+  it('a replayed ping of the peer, sent from an attacker address, does not let that address speak as the peer', async () => {
+    const { a, b, bDisco, aAddr, pathAB } = await livePair();
+    const [atk] = await attackerSockets(1);
+    const got: string[] = [];
+    a.on('message', (d, _peer, path) =>
+      got.push(`${path.type === 'direct' ? path.addr : path.type} ${Buffer.from(d).toString()}`),
+    );
+    const captured = sealDisco(bDisco.publicKey.bytes, SharedKey.compute(bDisco, a.discoPublicKey), {
+      type: 'ping',
+      txId: systemRandom(12),
+      nodeKey: b.publicKey.bytes,
+      padding: 0,
+    });
+    for (let round = 0; round < 3; round++) {
       atk!.send(captured, aAddr.port, aAddr.ip);
-      await sleep(30);
-      atk!.send(Buffer.from('spoofed'), aAddr.port, aAddr.ip);
-      await sleep(30);
-      expect(got).toEqual([]);
-      expect(a.status().peers[0]!.candidates.map((x) => x.addr)).not.toContain(atkAddr);
-    },
-  );
+      await sleep(20);
+      for (let i = 0; i < 5; i++) atk!.send(Buffer.from(`spoofed ${round}.${i}`), aAddr.port, aAddr.ip);
+      await sleep(600); // 1.8 s in all: longer than the hold window
+    }
+    expect(got).toEqual([]);
+    expect(a.pathOf(b.publicKey)).toEqual(pathAB);
+  });
+
+  // Datagrams held from an unproven address and then dropped are each counted, also when they expire unproven.
+  it('every datagram dropped from an unproven address is counted', async () => {
+    const { a, b, bDisco, aAddr } = await livePair();
+    const [atk] = await attackerSockets(1);
+    const captured = sealDisco(bDisco.publicKey.bytes, SharedKey.compute(bDisco, a.discoPublicKey), {
+      type: 'ping',
+      txId: systemRandom(12),
+      nodeKey: b.publicKey.bytes,
+      padding: 0,
+    });
+    const before = a.counters.snapshot();
+    atk!.send(captured, aAddr.port, aAddr.ip);
+    await sleep(20);
+    const SPOOFED = 100;
+    for (let i = 0; i < SPOOFED; i++) {
+      atk!.send(Buffer.from(`spoofed ${i}`), aAddr.port, aAddr.ip);
+      if (i % 10 === 9) await sleep(150);
+    }
+    await sleep(1500); // every held datagram has expired
+    const after = a.counters.snapshot();
+    const dropped = Object.keys(after)
+      .filter((k) => k.startsWith('drop-') && k !== 'drop-disco-unknown-key')
+      .reduce((n, k) => n + (after[k] ?? 0) - (before[k] ?? 0), 0);
+    expect(dropped).toBeGreaterThanOrEqual(SPOOFED);
+  });
 });
