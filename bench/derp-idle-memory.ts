@@ -63,7 +63,8 @@ async function childTcpServer(): Promise<void> {
 async function childClients(kind: string, target: string, count: number): Promise<void> {
   const held: unknown[] = [];
   const one = async (): Promise<void> => {
-    if (kind === 'derp') held.push(await DerpConn.connect({ url: target, privateKey: PrivateKey.generate(), timeoutMs: 60_000 }));
+    if (kind === 'derp')
+      held.push(await DerpConn.connect({ url: target, privateKey: PrivateKey.generate(), timeoutMs: 60_000 }));
     else
       held.push(
         await new Promise<Socket>((resolve, reject) => {
@@ -104,7 +105,11 @@ function ask(child: ChildProcess): Promise<{ mem: Mem; clients: number }> {
   });
 }
 
-async function measure(kind: 'derp' | 'tcp', total: number, perChild: number): Promise<{ perClient: Mem; clients: number; seconds: number }> {
+async function measure(
+  kind: 'derp' | 'tcp',
+  total: number,
+  perChild: number,
+): Promise<{ perClient: Mem; clients: number; seconds: number }> {
   const server = await spawn([kind === 'derp' ? 'derp-server' : 'tcp-server']);
   const target = kind === 'derp' ? (server.msg.url as string) : String(server.msg.port);
   await new Promise((r) => setTimeout(r, 500));
@@ -122,7 +127,12 @@ async function measure(kind: 'derp' | 'tcp', total: number, perChild: number): P
   server.child.disconnect();
   const per = (k: keyof Mem): number => (after.mem[k] - before.mem[k]) / after.clients;
   return {
-    perClient: { rss: per('rss'), heapUsed: per('heapUsed'), external: per('external'), arrayBuffers: per('arrayBuffers') },
+    perClient: {
+      rss: per('rss'),
+      heapUsed: per('heapUsed'),
+      external: per('external'),
+      arrayBuffers: per('arrayBuffers'),
+    },
     clients: after.clients,
     seconds,
   };

@@ -22,6 +22,7 @@ export { MeshsockError, DecodeError, ErrorCode, isMeshsockError } from './errors
 export { MemorySignalHub, SignalRelayServer, WebSocketSignaller, type Signaller } from './signal/index.js';
 export { StunServer, StunClient, stunQuery } from './stun/index.js';
 export { DerpServer } from './derp/server/index.js';
+export { DerpConn } from './derp/conn.js';
 export { DerpClient } from './derp/derp-client.js';
 export { parseDerpMap, type DerpMap, type DerpMapInput } from './derp/derp-map.js';
 export { Netcheck, openStandaloneNetcheck } from './netcheck/index.js';

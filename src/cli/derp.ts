@@ -148,7 +148,8 @@ export function parseDerpArgs(argv: string[]): Parsed | undefined {
   if (noStun && stunPort !== undefined) throw new UsageError('--stun-port and --no-stun contradict each other');
   if (noStun) p.stunPort = false;
   else if (stunPort !== undefined) p.stunPort = stunPort;
-  if ((p.tlsCert === undefined) !== (p.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if ((p.tlsCert === undefined) !== (p.tlsKey === undefined))
+    throw new UsageError('--tls-cert and --tls-key go together');
   if (p.meshWith?.length && p.meshPskFile === undefined) throw new UsageError('--mesh-with needs --mesh-psk-file');
   if (p.rateBurst !== undefined && p.rateLimit === undefined) throw new UsageError('--rate-burst needs --rate-limit');
   return p;
@@ -169,7 +170,9 @@ function readFile(path: string, flag: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new UsageError(`${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(
+      `${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
 }
 
@@ -179,7 +182,9 @@ function loadKey(path: string): PrivateKey {
     try {
       writeFileSync(path, `${JSON.stringify({ PrivateKey: key.toString() }, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
     } catch (err) {
-      throw new UsageError(`--key-file: cannot create ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new UsageError(
+        `--key-file: cannot create ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
     return key;
   }
@@ -204,7 +209,8 @@ function buildOptions(p: Parsed): DerpServerOptions {
   if (p.keyFile !== undefined) opts.privateKey = loadKey(p.keyFile);
   if (p.meshPskFile !== undefined) {
     const psk = readFile(p.meshPskFile, '--mesh-psk-file').trim();
-    if (!/^[0-9a-fA-F]{64}$/.test(psk)) throw new UsageError(`--mesh-psk-file: ${p.meshPskFile} must hold 64 hex digits`);
+    if (!/^[0-9a-fA-F]{64}$/.test(psk))
+      throw new UsageError(`--mesh-psk-file: ${p.meshPskFile} must hold 64 hex digits`);
     opts.meshKey = psk;
     if (p.meshWith) opts.meshWith = p.meshWith;
   }
@@ -214,7 +220,10 @@ function buildOptions(p: Parsed): DerpServerOptions {
 }
 
 /** Runs the command; resolves with the exit code once stopped (0), or at once for --help (0) and bad flags (2). */
-export async function run(argv: string[], io: DerpCliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function run(
+  argv: string[],
+  io: DerpCliIo = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   let opts: DerpServerOptions;
   try {
     const parsed = parseDerpArgs(argv);

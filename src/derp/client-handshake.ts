@@ -67,7 +67,11 @@ export function checkMeshKey(k: string, name = 'meshKey'): string {
 }
 
 /** The ClientInfo JSON a client sends (exported for tests and for the server's own test clients). */
-export function clientInfoJson(o: { meshKey?: string | undefined; canAckPings?: boolean | undefined; isProber?: boolean | undefined }): string {
+export function clientInfoJson(o: {
+  meshKey?: string | undefined;
+  canAckPings?: boolean | undefined;
+  isProber?: boolean | undefined;
+}): string {
   const info: Record<string, unknown> = { version: DERP.PROTOCOL_VERSION, CanAckPings: o.canAckPings ?? true };
   if (o.meshKey !== undefined) info.meshKey = checkMeshKey(o.meshKey);
   if (o.isProber) info.IsProber = true;
@@ -174,7 +178,9 @@ export class ClientHandshake {
         return [{ type: 'done', result: { serverKey: this.serverKey!, serverInfo: info } }];
       }
       case 'ping':
-        return this.opts.canAckPings === false ? [] : [{ type: 'send', bytes: encodeFrame({ type: 'pong', data: f.data }) }];
+        return this.opts.canAckPings === false
+          ? []
+          : [{ type: 'send', bytes: encodeFrame({ type: 'pong', data: f.data }) }];
       case 'health':
         this.lastHealth = f.problem;
         return [];

@@ -266,7 +266,10 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
    */
   sendPacket(dst: PublicKey, packet: Uint8Array): boolean {
     if (packet.length > DERP.MAX_PACKET_SIZE)
-      throw new MeshsockError(ErrorCode.TOO_LARGE, `DERP packet of ${packet.length} bytes exceeds ${DERP.MAX_PACKET_SIZE}`);
+      throw new MeshsockError(
+        ErrorCode.TOO_LARGE,
+        `DERP packet of ${packet.length} bytes exceeds ${DERP.MAX_PACKET_SIZE}`,
+      );
     if (this.closedFlag) return false;
     const n = H + K + packet.length;
     if (!this.admit(n)) return false;
@@ -285,7 +288,10 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
    */
   forwardPacket(src: PublicKey, dst: PublicKey, packet: Uint8Array): boolean {
     if (packet.length > DERP.MAX_PACKET_SIZE)
-      throw new MeshsockError(ErrorCode.TOO_LARGE, `DERP packet of ${packet.length} bytes exceeds ${DERP.MAX_PACKET_SIZE}`);
+      throw new MeshsockError(
+        ErrorCode.TOO_LARGE,
+        `DERP packet of ${packet.length} bytes exceeds ${DERP.MAX_PACKET_SIZE}`,
+      );
     if (this.closedFlag) return false;
     const n = H + 2 * K + packet.length;
     if (!this.admit(n)) return false;
@@ -405,7 +411,9 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
   private onStreamClose(err: Error | undefined): void {
     if (this.closedFlag) return;
     this.shutdown(
-      new MeshsockError(ErrorCode.CLOSED, `DERP server closed the connection${err ? `: ${err.message}` : ''}`, { cause: err }),
+      new MeshsockError(ErrorCode.CLOSED, `DERP server closed the connection${err ? `: ${err.message}` : ''}`, {
+        cause: err,
+      }),
     );
   }
 
@@ -417,7 +425,10 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
       return;
     }
     this.shutdown(
-      new MeshsockError(ErrorCode.TIMEOUT, `DERP server silent for ${DERP.CLIENT_READ_TIMEOUT_MS / 1000} s; link presumed dead`),
+      new MeshsockError(
+        ErrorCode.TIMEOUT,
+        `DERP server silent for ${DERP.CLIENT_READ_TIMEOUT_MS / 1000} s; link presumed dead`,
+      ),
     );
   }
 }

@@ -159,7 +159,9 @@ function dialWebSocket(u: URL, secure: boolean, opts: DialOptions): Promise<Dial
       fail(connectError(`DERP websocket upgrade refused: HTTP ${res.statusCode ?? '?'}`));
     });
     ws.on('error', (err: Error) => {
-      fail(opts.signal.aborted ? abortReason(opts.signal) : connectError(`DERP websocket ${u.host}: ${err.message}`, err));
+      fail(
+        opts.signal.aborted ? abortReason(opts.signal) : connectError(`DERP websocket ${u.host}: ${err.message}`, err),
+      );
     });
     ws.on('open', () => {
       if (settled) return;

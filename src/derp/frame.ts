@@ -209,7 +209,8 @@ export function decodeFrame(type: number, p: Uint8Array): Frame {
   switch (type) {
     case FrameType.SERVER_KEY:
       need(p, DERP_MAGIC.length + K, 'serverKey');
-      if (!bytesEqual(p.subarray(0, DERP_MAGIC.length), DERP_MAGIC)) throw new DecodeError('derp/serverKey', 'bad magic', 0);
+      if (!bytesEqual(p.subarray(0, DERP_MAGIC.length), DERP_MAGIC))
+        throw new DecodeError('derp/serverKey', 'bad magic', 0);
       return { type: 'serverKey', key: p.subarray(8, 8 + K) };
     case FrameType.CLIENT_INFO:
       need(p, K + DERP.NONCE_LEN + 16, 'clientInfo');
@@ -279,6 +280,10 @@ const PEND_KEEP = 16 << 10;
  * partial frame. A header declaring more than `maxFrameLength` raises DecodeError as soon as its 5 bytes are in,
  * before its payload is buffered. Returned payloads are valid until the next `push`. Drain with `next()` before
  * pushing again; pushing without draining is allowed and keeps every byte, at the cost of a copy.
+ *
+ * Three ways to read: `next()` decodes; `nextRaw()` / `nextPayload()` give the raw payload view; `nextFrame()`
+ * describes the frame in fields without allocating (the server's per-packet path), with `skipTo()` to take a run of
+ * frames the caller parsed ahead, and `release()` to stop pinning the chunk once drained.
  */
 export class FrameReader {
   /** Pending bytes of a frame split across chunks: pend[pStart, pEnd). Written only at or after pEnd. */
@@ -328,7 +333,11 @@ export class FrameReader {
 
   private checkLength(type: number, len: number): void {
     if (len > this.maxFrameLength)
-      throw new DecodeError('derp/frame', `frame type 0x${type.toString(16)} length ${len} exceeds ${this.maxFrameLength}`, 1);
+      throw new DecodeError(
+        'derp/frame',
+        `frame type 0x${type.toString(16)} length ${len} exceeds ${this.maxFrameLength}`,
+        1,
+      );
   }
 
   /** Type byte of the frame last found by `nextFrame` (or returned by `nextPayload`). */
@@ -402,6 +411,39 @@ export class FrameReader {
       this.pos = 0;
     }
     return true;
+  }
+
+  /**
+   * Moves the read position within the current chunk to `offset`, a frame boundary the caller found by reading
+   * ahead of the frame `nextFrame` last returned (only when `lastInChunk`). Used by the server to take a run of
+   * frames in one step.
+   */
+  skipTo(offset: number): void {
+    if (this.cur !== this.lastBuf || offset < this.pos || offset > this.cur.length)
+      throw new RangeError('skipTo: offset is not ahead in the current chunk');
+    this.pos = offset;
+    if (this.pos === this.cur.length) {
+      this.cur = EMPTY;
+      this.pos = 0;
+    }
+  }
+
+  /**
+   * Drops the reader's references to the last pushed chunk, copying any partial frame still in it into the pending
+   * buffer. Call after draining (`nextFrame` returned false): a long-lived reader then pins no socket chunk between
+   * reads. Like `push`, it ends the validity of payloads returned so far.
+   */
+  release(): void {
+    if (this.pos < this.cur.length) {
+      if (this.pEnd === this.pStart) {
+        this.pStart = 0;
+        this.pEnd = 0;
+      }
+      this.appendPending(this.cur.subarray(this.pos));
+    }
+    this.cur = EMPTY;
+    this.pos = 0;
+    this.lastBuf = EMPTY;
   }
 
   /** The next complete frame's payload (a view; its type in `lastType`), or undefined when more bytes are needed. */

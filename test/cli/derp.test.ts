@@ -10,7 +10,11 @@ import { PrivateKey } from '../../src/key/keys.js';
 const dir = mkdtempSync(join(tmpdir(), 'meshsock-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function capture(): { io: { stdout: { write(s: string): boolean }; stderr: { write(s: string): boolean } }; out: string[]; err: string[] } {
+function capture(): {
+  io: { stdout: { write(s: string): boolean }; stderr: { write(s: string): boolean } };
+  out: string[];
+  err: string[];
+} {
   const out: string[] = [];
   const err: string[] = [];
   return {
@@ -23,15 +27,21 @@ function capture(): { io: { stdout: { write(s: string): boolean }; stderr: { wri
 describe('meshsock derp flags', () => {
   it('has derper-like defaults', () => {
     expect(parseDerpArgs([])).toEqual({ listen: '127.0.0.1:3340', stunPort: 3478, verifyFailOpen: true });
-    expect(parseDerpArgs(['--no-stun', '--verify-client-url', 'http://127.0.0.1:9/v', '--verify-client-url-fail-open=false'])).toMatchObject({
+    expect(
+      parseDerpArgs([
+        '--no-stun',
+        '--verify-client-url',
+        'http://127.0.0.1:9/v',
+        '--verify-client-url-fail-open=false',
+      ]),
+    ).toMatchObject({
       stunPort: false,
       verifyUrl: 'http://127.0.0.1:9/v',
       verifyFailOpen: false,
     });
-    expect(parseDerpArgs(['--mesh-psk-file', 'f', '--mesh-with', 'http://a:1/derp, https://b/derp'])?.meshWith).toEqual([
-      'http://a:1/derp',
-      'https://b/derp',
-    ]);
+    expect(parseDerpArgs(['--mesh-psk-file', 'f', '--mesh-with', 'http://a:1/derp, https://b/derp'])?.meshWith).toEqual(
+      ['http://a:1/derp', 'https://b/derp'],
+    );
     expect(parseDerpArgs(['--help'])).toBeUndefined();
   });
 
@@ -85,11 +95,16 @@ describe('meshsock derp running', () => {
     for (let round = 0; round < 2; round++) {
       const c = capture();
       const ctl = new AbortController();
-      const done = run(['--listen', '127.0.0.1:0', '--stun-port', '0', '--key-file', keyFile], { ...c.io, signal: ctl.signal });
+      const done = run(['--listen', '127.0.0.1:0', '--stun-port', '0', '--key-file', keyFile], {
+        ...c.io,
+        signal: ctl.signal,
+      });
       while (c.out.length === 0) await new Promise((r) => setTimeout(r, 10));
       const line = c.out.join('');
       expect(line.trimEnd().split('\n')).toHaveLength(1);
-      const m = /serving (http:\/\/127\.0\.0\.1:\d+\/derp) as (nodekey:[0-9a-f]{64}), STUN udp 127\.0\.0\.1:\d+/.exec(line);
+      const m = /serving (http:\/\/127\.0\.0\.1:\d+\/derp) as (nodekey:[0-9a-f]{64}), STUN udp 127\.0\.0\.1:\d+/.exec(
+        line,
+      );
       expect(m, line).not.toBeNull();
       urls.push(m![2]!);
       const conn = await DerpConn.connect({ url: m![1]!, privateKey: PrivateKey.generate() });
@@ -104,10 +119,14 @@ describe('meshsock derp running', () => {
   });
 
   it('as a process: prints the startup line and exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'derp', '--listen', '127.0.0.1:0', '--no-stun'], {
-      cwd: join(import.meta.dirname, '..', '..'),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'derp', '--listen', '127.0.0.1:0', '--no-stun'],
+      {
+        cwd: join(import.meta.dirname, '..', '..'),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

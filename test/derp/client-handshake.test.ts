@@ -61,7 +61,12 @@ describe('ClientHandshake (sans-IO)', () => {
     expect(toHex(ci.subarray(37, 61))).toBe('01'.repeat(24));
     expect(openClientInfoWithTweetnacl(ci)).toBe('{"version":2,"CanAckPings":true}');
     // And byte for byte what tweetnacl seals for the same keys and nonce.
-    const ref = nacl.box(new TextEncoder().encode('{"version":2,"CanAckPings":true}'), fixedRng(24), serverKey.publicKey.bytes, clientKey.bytes);
+    const ref = nacl.box(
+      new TextEncoder().encode('{"version":2,"CanAckPings":true}'),
+      fixedRng(24),
+      serverKey.publicKey.bytes,
+      clientKey.bytes,
+    );
     expect(toHex(ci.subarray(61))).toBe(toHex(ref));
 
     const done = hs.handleFrame(serverInfo('{"version":2}'), 1);
@@ -84,7 +89,12 @@ describe('ClientHandshake (sans-IO)', () => {
     });
     const hs = new ClientHandshake({ privateKey: clientKey, meshKey: MESH, isProber: true });
     const ci = sendBytes(hs.handleFrame({ type: 'serverKey', key: serverKey.publicKey.bytes }, 0));
-    expect(JSON.parse(openClientInfoWithTweetnacl(ci))).toEqual({ version: 2, CanAckPings: true, meshKey: MESH, IsProber: true });
+    expect(JSON.parse(openClientInfoWithTweetnacl(ci))).toEqual({
+      version: 2,
+      CanAckPings: true,
+      meshKey: MESH,
+      IsProber: true,
+    });
   });
 
   it('rejects a malformed mesh key at construction', () => {
@@ -92,7 +102,9 @@ describe('ClientHandshake (sans-IO)', () => {
   });
 
   it('reads the token bucket the server advertises, leniently', () => {
-    expect(parseServerInfoJson('{"version":2,"TokenBucketBytesPerSecond":1000,"TokenBucketBytesBurst":70000,"x":1}')).toEqual({
+    expect(
+      parseServerInfoJson('{"version":2,"TokenBucketBytesPerSecond":1000,"TokenBucketBytesBurst":70000,"x":1}'),
+    ).toEqual({
       version: 2,
       tokenBucketBytesPerSecond: 1000,
       tokenBucketBytesBurst: 70000,
@@ -110,7 +122,9 @@ describe('ClientHandshake (sans-IO)', () => {
 
   it('fails when ServerKey disagrees with the Derp-Public-Key header', () => {
     const hs = new ClientHandshake({ privateKey: clientKey, expectedServerKey: PrivateKey.generate().publicKey });
-    expect(failCode(hs.handleFrame({ type: 'serverKey', key: serverKey.publicKey.bytes }, 0))).toBe(ErrorCode.DERP_CONNECT);
+    expect(failCode(hs.handleFrame({ type: 'serverKey', key: serverKey.publicKey.bytes }, 0))).toBe(
+      ErrorCode.DERP_CONNECT,
+    );
   });
 
   it('fails on a ServerInfo sealed by another key or holding no JSON object', () => {
@@ -125,7 +139,9 @@ describe('ClientHandshake (sans-IO)', () => {
     const data = fromHex('0102030405060708');
     const hs = new ClientHandshake({ privateKey: clientKey });
     sendBytes(hs.handleFrame({ type: 'serverKey', key: serverKey.publicKey.bytes }, 0));
-    expect(toHex(sendBytes(hs.handleFrame({ type: 'ping', data }, 0)))).toBe(toHex(encodeFrame({ type: 'pong', data })));
+    expect(toHex(sendBytes(hs.handleFrame({ type: 'ping', data }, 0)))).toBe(
+      toHex(encodeFrame({ type: 'pong', data })),
+    );
     expect(hs.handleFrame({ type: 'keepAlive' }, 0)).toEqual([]);
     const quiet = new ClientHandshake({ privateKey: clientKey, canAckPings: false });
     sendBytes(quiet.handleFrame({ type: 'serverKey', key: serverKey.publicKey.bytes }, 0));

@@ -200,7 +200,10 @@ describe('DerpConn handshake edge cases against scripted servers', () => {
       });
     });
     try {
-      const conn = await DerpConn.connect({ url: `http://127.0.0.1:${portOf(srv)}/derp`, privateKey: PrivateKey.generate() });
+      const conn = await DerpConn.connect({
+        url: `http://127.0.0.1:${portOf(srv)}/derp`,
+        privateKey: PrivateKey.generate(),
+      });
       const f = await nextFrame(conn, 'recvPacket');
       expect(new PublicKey(f.src).equals(peer)).toBe(true);
       expect([...f.packet]).toEqual([42]);
@@ -216,7 +219,10 @@ describe('DerpConn handshake edge cases against scripted servers', () => {
     const dead = await listenNet(() => {});
     const port = portOf(dead);
     await new Promise<void>((r) => dead.close(() => r()));
-    await expectCode(DerpConn.connect({ url: `http://127.0.0.1:${port}/derp`, privateKey: PrivateKey.generate() }), ErrorCode.DERP_CONNECT);
+    await expectCode(
+      DerpConn.connect({ url: `http://127.0.0.1:${port}/derp`, privateKey: PrivateKey.generate() }),
+      ErrorCode.DERP_CONNECT,
+    );
 
     const http = createHttpServer((_req, res) => {
       res.writeHead(426);
@@ -241,7 +247,11 @@ describe('DerpConn handshake edge cases against scripted servers', () => {
 
   it('rejects with DERP_CONNECT when the peer is not a DERP server after the 101', async () => {
     const srv = await listenNet((sock) => {
-      sock.once('data', () => sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\nhello world, not a frame'));
+      sock.once('data', () =>
+        sock.write(
+          'HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\nConnection: Upgrade\r\n\r\nhello world, not a frame',
+        ),
+      );
     });
     try {
       await expectCode(
@@ -258,7 +268,12 @@ describe('DerpConn handshake edge cases against scripted servers', () => {
     const sockets: Socket[] = [];
     const srv = await listenNet((s) => sockets.push(s));
     try {
-      const p = DerpConn.connect({ url: `http://127.0.0.1:${portOf(srv)}/derp`, privateKey: PrivateKey.generate(), clock, timeoutMs: 3_000 });
+      const p = DerpConn.connect({
+        url: `http://127.0.0.1:${portOf(srv)}/derp`,
+        privateKey: PrivateKey.generate(),
+        clock,
+        timeoutMs: 3_000,
+      });
       await until(() => sockets.length === 1, 'TCP accept');
       clock.advance(2_999);
       clock.advance(1);
@@ -274,7 +289,10 @@ describe('DerpConn handshake edge cases against scripted servers', () => {
     const srv = await listenNet((s) => sockets.push(s));
     try {
       const url = `http://127.0.0.1:${portOf(srv)}/derp`;
-      await expectCode(DerpConn.connect({ url, privateKey: PrivateKey.generate(), signal: AbortSignal.abort() }), ErrorCode.ABORTED);
+      await expectCode(
+        DerpConn.connect({ url, privateKey: PrivateKey.generate(), signal: AbortSignal.abort() }),
+        ErrorCode.ABORTED,
+      );
       const ctl = new AbortController();
       const p = DerpConn.connect({ url, privateKey: PrivateKey.generate(), signal: ctl.signal });
       await until(() => sockets.length === 1, 'TCP accept');
@@ -287,8 +305,12 @@ describe('DerpConn handshake edge cases against scripted servers', () => {
   });
 
   it('rejects bad options with TypeError', async () => {
-    await expect(DerpConn.connect({ url: 'ftp://x/derp', privateKey: PrivateKey.generate() })).rejects.toThrow(TypeError);
-    await expect(DerpConn.connect({ url: 'http://127.0.0.1:1/derp', privateKey: 'k' as never })).rejects.toThrow(TypeError);
+    await expect(DerpConn.connect({ url: 'ftp://x/derp', privateKey: PrivateKey.generate() })).rejects.toThrow(
+      TypeError,
+    );
+    await expect(DerpConn.connect({ url: 'http://127.0.0.1:1/derp', privateKey: 'k' as never })).rejects.toThrow(
+      TypeError,
+    );
     await expect(
       DerpConn.connect({ url: 'http://127.0.0.1:1/derp', privateKey: PrivateKey.generate(), meshKey: 'short' }),
     ).rejects.toThrow(TypeError);

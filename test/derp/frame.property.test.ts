@@ -14,7 +14,9 @@ const knownTypes = new Set<number>(Object.values(FrameType));
 /** Every frame the codec can encode, with fields in their valid ranges (sealed boxes at least nonce + tag long). */
 const frameArb: fc.Arbitrary<Frame> = fc.oneof(
   key.map((k) => ({ type: 'serverKey' as const, key: k })),
-  fc.tuple(key, fc.uint8Array({ minLength: 40, maxLength: 200 })).map(([k, s]) => ({ type: 'clientInfo' as const, key: k, sealed: s })),
+  fc
+    .tuple(key, fc.uint8Array({ minLength: 40, maxLength: 200 }))
+    .map(([k, s]) => ({ type: 'clientInfo' as const, key: k, sealed: s })),
   fc.uint8Array({ minLength: 40, maxLength: 200 }).map((s) => ({ type: 'serverInfo' as const, sealed: s })),
   fc.tuple(key, bytes(300)).map(([k, p]) => ({ type: 'sendPacket' as const, dst: k, packet: p })),
   fc.tuple(key, bytes(300)).map(([k, p]) => ({ type: 'recvPacket' as const, src: k, packet: p })),
@@ -23,7 +25,12 @@ const frameArb: fc.Arbitrary<Frame> = fc.oneof(
   fc.tuple(key, u8).map(([k, r]) => ({ type: 'peerGone' as const, key: k, reason: r })),
   fc
     .tuple(key, fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.integer({ min: 0, max: 65535 }), u8)
-    .map(([k, ip, port, flags]) => ({ type: 'peerPresent' as const, key: k, endpoint: { ip: ipFrom16(ip), port }, flags })),
+    .map(([k, ip, port, flags]) => ({
+      type: 'peerPresent' as const,
+      key: k,
+      endpoint: { ip: ipFrom16(ip), port },
+      flags,
+    })),
   fc.tuple(key, key, bytes(300)).map(([s, d, p]) => ({ type: 'forwardPacket' as const, src: s, dst: d, packet: p })),
   fc.constant({ type: 'watchConns' as const }),
   key.map((k) => ({ type: 'closePeer' as const, key: k })),
@@ -32,14 +39,18 @@ const frameArb: fc.Arbitrary<Frame> = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 40 }).map((s) => ({ type: 'health' as const, problem: s })),
   fc.tuple(u32, u32).map(([a, b]) => ({ type: 'restarting' as const, reconnectInMs: a, tryForMs: b })),
   fc
-    .tuple(u8.filter((t) => !knownTypes.has(t)), bytes(100))
+    .tuple(
+      u8.filter((t) => !knownTypes.has(t)),
+      bytes(100),
+    )
     .map(([t, p]) => ({ type: 'unknown' as const, frameType: t, payload: p })),
 );
 
 function copyFrame(f: Frame): Frame {
   // Decoded byte fields are views; copy them so frames can be compared after the reader moves on.
-  return JSON.parse(JSON.stringify(f, (_k, v: unknown) => (v instanceof Uint8Array ? { u8: [...v] } : v)), (_k, v: unknown) =>
-    v && typeof v === 'object' && 'u8' in v ? new Uint8Array((v as { u8: number[] }).u8) : v,
+  return JSON.parse(
+    JSON.stringify(f, (_k, v: unknown) => (v instanceof Uint8Array ? { u8: [...v] } : v)),
+    (_k, v: unknown) => (v && typeof v === 'object' && 'u8' in v ? new Uint8Array((v as { u8: number[] }).u8) : v),
   ) as Frame;
 }
 

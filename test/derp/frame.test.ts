@@ -73,7 +73,12 @@ const vectors: Vector[] = [
     // type 09 | len 0x33 = 32 + 16 + 2 + 1 | key[32] | IP ::ffff:192.0.2.7 | port 0x0d0c = 3340 | flags 01 regular
     name: 'PeerPresent',
     hex: '09' + '00000033' + B + '00000000000000000000ffff' + 'c0000207' + '0d0c' + '01',
-    frame: { type: 'peerPresent', key: keyB, endpoint: { ip: '192.0.2.7', port: 3340 }, flags: PeerPresentFlags.REGULAR },
+    frame: {
+      type: 'peerPresent',
+      key: keyB,
+      endpoint: { ip: '192.0.2.7', port: 3340 },
+      flags: PeerPresentFlags.REGULAR,
+    },
   },
   {
     // type 0a | len 0x44 = 32 + 32 + 4 | source key[32] | destination key[32] | packet
@@ -200,7 +205,9 @@ describe('DERP frame decoding leniency and strictness', () => {
   });
 
   it('refuses to encode fields of the wrong size', () => {
-    expect(() => encodeFrame({ type: 'sendPacket', dst: new Uint8Array(31), packet: new Uint8Array(1) })).toThrow(RangeError);
+    expect(() => encodeFrame({ type: 'sendPacket', dst: new Uint8Array(31), packet: new Uint8Array(1) })).toThrow(
+      RangeError,
+    );
     expect(() => encodeFrame({ type: 'ping', data: new Uint8Array(9) })).toThrow(RangeError);
     expect(() => encodeFrame({ type: 'peerGone', key: keyB, reason: 256 })).toThrow(RangeError);
     expect(() => encodeFrame({ type: 'restarting', reconnectInMs: -1, tryForMs: 0 })).toThrow(RangeError);
@@ -250,6 +257,30 @@ describe('FrameReader', () => {
     if (f?.type === 'sendPacket') expect(f.packet).toEqual(new Uint8Array(5000).fill(7));
     expect(r.next()).toBeUndefined();
     expect(r.buffered).toBe(0);
+  });
+
+  it('release() keeps a partial frame but lets go of the chunk; skipTo() jumps ahead within the chunk', () => {
+    const f1 = encodeFrame({ type: 'recvPacket', src: keyA, packet: new Uint8Array(10).fill(1) });
+    const f2 = encodeFrame({ type: 'recvPacket', src: keyB, packet: new Uint8Array(10).fill(2) });
+    const f3 = encodeFrame({ type: 'keepAlive' });
+    const all = new Uint8Array([...f1, ...f2, ...f3]);
+    const r = new FrameReader(1000);
+    r.push(all.subarray(0, f1.length + 7));
+    expect(r.nextFrame()).toBe(true);
+    expect(r.nextFrame()).toBe(false);
+    r.release();
+    all.fill(0xee, f1.length, f1.length + 7); // the caller reuses its chunk: the partial frame was copied out
+    r.push(Uint8Array.from([...f2, ...f3]).subarray(7));
+    const g = r.next();
+    expect(g?.type === 'recvPacket' && g.packet.every((x) => x === 2)).toBe(true);
+    expect(r.next()).toEqual({ type: 'keepAlive' });
+
+    const r2 = new FrameReader(1000);
+    r2.push(new Uint8Array([...f1, ...f2, ...f3]));
+    expect(r2.nextFrame()).toBe(true);
+    r2.skipTo(f1.length + f2.length); // the caller consumed f2 itself
+    expect(r2.next()).toEqual({ type: 'keepAlive' });
+    expect(() => r2.skipTo(0)).toThrow(RangeError);
   });
 
   it('keeps a payload view valid while later frames in the same push are read', () => {

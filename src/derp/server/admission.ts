@@ -23,8 +23,7 @@ export interface AdmissionRequest {
 
 /** A function deciding admission, or a URL to ask. */
 export type VerifyClient =
-  | ((req: AdmissionRequest) => boolean | Promise<boolean>)
-  | { url: string; failOpen?: boolean };
+  ((req: AdmissionRequest) => boolean | Promise<boolean>) | { url: string; failOpen?: boolean };
 
 /** The decision and why (for diagnostics and stats). */
 export interface AdmissionResult {
@@ -39,7 +38,8 @@ export function checkVerifyClient(v: unknown): VerifyClient | undefined {
   if (typeof v === 'function') return v as VerifyClient;
   if (typeof v === 'object' && v !== null && typeof (v as { url?: unknown }).url === 'string') {
     const u = new URL((v as { url: string }).url);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError('"verifyClient.url" must be http or https');
+    if (u.protocol !== 'http:' && u.protocol !== 'https:')
+      throw new TypeError('"verifyClient.url" must be http or https');
     return v as VerifyClient;
   }
   throw new TypeError('"verifyClient" expected a function or { url, failOpen? }');
@@ -76,7 +76,10 @@ function postAdmission(url: string, body: { NodePublic: string; Source: string }
       agent: false,
       headers: { 'Content-Type': 'application/json', 'Content-Length': String(data.length) },
     });
-    const timer = setTimeout(() => req.destroy(new Error('admission URL did not answer in time')), DERP.VERIFY_CLIENT_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => req.destroy(new Error('admission URL did not answer in time')),
+      DERP.VERIFY_CLIENT_TIMEOUT_MS,
+    );
     timer.unref();
     const done = (err: Error | undefined, allow?: boolean): void => {
       clearTimeout(timer);

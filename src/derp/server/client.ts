@@ -6,18 +6,22 @@
  *               then admission (mesh-key holders always pass), then ServerInfo and registration with the relay.
  *   steady      SendPacket (≤ 32 + 64 KiB) · ForwardPacket / WatchConns / ClosePeer (mesh key only) · Ping (≤ 1000 B,
  *               answered with Pong) · NotePreferred (recorded) · Pong / KeepAlive (ignored) · unknown (skipped).
- *   sending     three queues drained in order — control frames, disco packets (32), data packets (32; drop oldest)
- *               — into the socket while it holds less than DERP.SERVER_SOCKET_HIGH_WATER bytes, corked into one
- *               system call per flush. When the socket stays back-pressured longer than the write timeout (2 s, 30 s
- *               for mesh peers) the client is dropped.
+ *   sending     while nothing waits and the socket holds less than DERP.SERVER_SOCKET_HIGH_WATER bytes, frames go
+ *               straight to an out-list written once at the end of the event-loop turn; otherwise they wait in three
+ *               queues drained in order — control frames, disco packets (32), data packets (32; the oldest is
+ *               dropped when full). Frames lying back to back in one buffer (a run of SendPackets rewritten in place
+ *               in the sender's chunk) merge, so a chunk of relayed packets usually leaves in one write. When the
+ *               socket stays back-pressured longer than the write timeout (2 s, 30 s for mesh peers) the client is
+ *               dropped.
  *
  * Frames over the current cap, frames too short for their type and mesh-only frames from non-mesh clients close the
  * connection, each counted. Timers live in the relay's one housekeeping tick, not here, so an idle client costs no
  * timer; only a rate-limited client holds one, while it is paused.
  */
-import { isDisco } from '../../disco/envelope.js';
+import { ENVELOPE } from '../../disco/envelope.js';
 import { DecodeError } from '../../errors.js';
 import type { AddrPort } from '../../internal/addr.js';
+import { readU32 } from '../../internal/bytes.js';
 import { randomFloat } from '../../internal/clock.js';
 import { channels, publish } from '../../internal/diagnostics.js';
 import type { SharedKey } from '../../key/box.js';
@@ -28,7 +32,7 @@ import type { ByteStream } from '../stream.js';
 import { TokenBucket } from '../token-bucket.js';
 import { admit } from './admission.js';
 import { openClientInfo, serverInfoFrame } from './handshake.js';
-import type { Relay } from './relay.js';
+import type { KeyEntry, Relay } from './relay.js';
 import { ControlQueue, SendQueue } from './send-queue.js';
 
 const H = DERP.FRAME_HEADER_LEN;
@@ -37,6 +41,19 @@ const KEEPALIVE_FRAME = encodeFrame({ type: 'keepAlive' });
 
 export type ServerClientState = 'handshake' | 'admitting' | 'active' | 'closed';
 
+/** `isDisco(p.subarray(off, end))` without making the view: the disco magic 54 53 f0 9f 92 ac and a full header. */
+export function isDiscoAt(p: Uint8Array, off: number, end: number): boolean {
+  return (
+    end - off >= ENVELOPE.HEADER_LEN &&
+    p[off] === 0x54 &&
+    p[off + 1] === 0x53 &&
+    p[off + 2] === 0xf0 &&
+    p[off + 3] === 0x9f &&
+    p[off + 4] === 0x92 &&
+    p[off + 5] === 0xac
+  );
+}
+
 /** A connection's key as a hex string, from a Buffer view when possible (native and fast). */
 export function keyHexAt(b: Uint8Array, off: number): string {
   return Buffer.isBuffer(b)
@@ -44,6 +61,7 @@ export function keyHexAt(b: Uint8Array, off: number): string {
     : Buffer.from(b.buffer, b.byteOffset + off, K).toString('hex');
 }
 
+/** One connection's protocol driver; created by `Relay.accept`, owns its stream until it closes. */
 export class ServerClient {
   state: ServerClientState = 'handshake';
   /** Set once the handshake succeeded. */
@@ -81,7 +99,7 @@ export class ServerClient {
   private readonly lastDst = new Uint32Array(8);
   private lastDstHex = '';
   /** The relay's entry for lastDstHex, cached by Relay.route while it stays valid. */
-  lastEntry: unknown;
+  lastEntry: KeyEntry | undefined;
   private dvBuf: Uint8Array | undefined;
   private dv: DataView | undefined;
   /** Frames taken from the queues this turn, as merged byte runs of ArrayBuffers, written at the end of the turn. */
@@ -127,7 +145,13 @@ export class ServerClient {
     try {
       for (;;) {
         if (this.state === 'closed' || this.state === 'admitting') break;
-        if (!r.nextFrame()) break;
+        if (!r.nextFrame()) {
+          // Drained: keep no reference to the socket chunk (see FrameReader.release).
+          r.release();
+          this.dvBuf = undefined;
+          this.dv = undefined;
+          break;
+        }
         const len = r.lastEnd - r.lastStart;
         if (this.state === 'handshake') this.onClientInfo(r.lastType, r.lastBuf.subarray(r.lastStart, r.lastEnd));
         else this.onFrame(r.lastType, r.lastBuf, r.lastStart, r.lastEnd, r.lastInChunk);
@@ -261,7 +285,42 @@ export class ServerClient {
         this.lastDstHex = keyHexAt(buf, start);
         this.lastEntry = undefined;
       }
-      relay.route(this, this.lastDstHex, buf, start, end, inChunk);
+      if (!inChunk || isDiscoAt(buf, start + K, end)) {
+        relay.route(this, this.lastDstHex, buf, start, end, inChunk);
+        return;
+      }
+      // Fast path: the SendPackets that follow in this chunk for the same key (not disco) form one run, routed and
+      // queued as a whole. Anything unusual — another type or key, a disco packet, a bad or partial frame — ends
+      // the run and is left to the reader.
+      let h = end;
+      let count = 1;
+      while (buf.length - h >= H && buf[h] === FrameType.SEND_PACKET) {
+        const len = dv.getUint32(h + 1);
+        const p = h + H;
+        if (
+          len < K ||
+          len - K > DERP.MAX_PACKET_SIZE ||
+          buf.length - p < len ||
+          dv.getUint32(p) !== w[0] ||
+          dv.getUint32(p + 4) !== w[1] ||
+          dv.getUint32(p + 8) !== w[2] ||
+          dv.getUint32(p + 12) !== w[3] ||
+          dv.getUint32(p + 16) !== w[4] ||
+          dv.getUint32(p + 20) !== w[5] ||
+          dv.getUint32(p + 24) !== w[6] ||
+          dv.getUint32(p + 28) !== w[7] ||
+          isDiscoAt(buf, p + K, p + len)
+        )
+          break;
+        h = p + len;
+        count++;
+      }
+      if (count > 1) {
+        this.reader.skipTo(h);
+        // Rate limit: processFrames charges the first frame; the rest of the run is charged here.
+        this.bucket?.charge(h - end, this.relay.clock.now());
+      }
+      relay.routeRun(this, this.lastDstHex, buf, start, end, h, count);
       return;
     }
     const p = buf.subarray(start, end);
@@ -308,28 +367,59 @@ export class ServerClient {
     this.close(`${what} without the mesh key`);
   }
 
-  /** True while the socket holds fewer bytes than the high-water mark (queued frames will go out this turn). */
+  /** True while the socket and this turn's out-list hold fewer bytes than the high-water mark. */
   get flowing(): boolean {
-    return this.stream.bufferedAmount < DERP.SERVER_SOCKET_HIGH_WATER;
+    return this.stream.bufferedAmount + this.outBytes < DERP.SERVER_SOCKET_HIGH_WATER;
   }
 
-  /** Queues the RecvPacket frame at bytes [start, end) of `buf`; the oldest of its queue is dropped when full. */
-  enqueuePacket(buf: Uint8Array, start: number, end: number, disco: boolean): void {
+  /**
+   * Hands over `count` RecvPacket frames lying back to back at bytes [start, end) of `buf`. While nothing is queued
+   * and the socket has room they go straight to this turn's out-list; otherwise each joins its bounded queue (disco
+   * or data), the oldest frame there being dropped when it is full.
+   */
+  enqueue(buf: Uint8Array, start: number, end: number, count: number, disco: boolean): void {
+    const c = this.relay.counters;
     if (this.state !== 'active') {
-      this.relay.counters.dropClientGone++;
+      c.dropClientGone += count;
+      return;
+    }
+    if (this.queued === 0 && this.flowing) {
+      this.appendOut(buf, start, end);
+      c.packetsSent += count;
+      c.bytesSent += end - start - count * (H + K);
+      this.relay.markDirty(this);
       return;
     }
     const depth = this.relay.opts.queueDepth;
     const q = disco ? (this.discoQ ??= new SendQueue(depth)) : (this.dataQ ??= new SendQueue(depth));
-    if (q.length === q.capacity && this.flowing) {
-      // A burst filled the queue within one turn while the socket still has room: hand it over rather than drop.
-      this.drainQueues();
-    }
-    if (q.push(buf, start, end)) {
-      if (disco) this.relay.counters.dropQueueFullDisco++;
-      else this.relay.counters.dropQueueFull++;
+    for (let f = start; f < end;) {
+      const n = H + readU32(buf, f + 1);
+      if (q.length === q.capacity && this.flowing) {
+        // A burst filled the queue within one turn while the socket still has room: hand it over rather than drop.
+        this.drainQueues();
+      }
+      if (q.push(buf, f, f + n)) {
+        if (disco) c.dropQueueFullDisco++;
+        else c.dropQueueFull++;
+      }
+      f += n;
     }
     this.relay.markDirty(this);
+  }
+
+  /** Appends bytes [start, end) of `buf` to the out-list, extending the last run when they follow it. */
+  private appendOut(buf: Uint8Array, start: number, end: number): void {
+    const ab = buf.buffer;
+    const s = buf.byteOffset + start;
+    const e = buf.byteOffset + end;
+    this.outBytes += end - start;
+    const n = this.outAb.length;
+    if (n > 0 && this.outAb[n - 1] === ab && this.outEnd[n - 1] === s) this.outEnd[n - 1] = e;
+    else {
+      this.outAb.push(ab);
+      this.outStart.push(s);
+      this.outEnd.push(e);
+    }
   }
 
   /** Queues a control frame (never dropped by the packet queues; capped by bytes for non-mesh clients). */
@@ -380,41 +470,20 @@ export class ServerClient {
    */
   private drainQueues(): void {
     if (this.state !== 'active') return;
-    let budget = DERP.SERVER_SOCKET_HIGH_WATER - this.stream.bufferedAmount - this.outBytes;
-    let packets = 0;
-    let payload = 0;
-    while (budget > 0) {
-      let ab: ArrayBufferLike;
-      let start: number;
-      let end: number;
+    const c = this.relay.counters;
+    while (this.flowing) {
       const ctrl = this.ctrlQ?.shift();
       if (ctrl !== undefined) {
-        ab = ctrl.buffer;
-        start = ctrl.byteOffset;
-        end = start + ctrl.length;
-      } else {
-        const q = this.discoQ !== undefined && this.discoQ.length > 0 ? this.discoQ : this.dataQ;
-        if (q === undefined || !q.shift()) break;
-        const b = q.outBuf!;
-        ab = b.buffer;
-        start = b.byteOffset + q.outStart;
-        end = b.byteOffset + q.outEnd;
-        q.outBuf = undefined;
-        packets += q.outCount;
-        payload += end - start - q.outCount * (H + K);
+        this.appendOut(ctrl, 0, ctrl.length);
+        continue;
       }
-      budget -= end - start;
-      this.outBytes += end - start;
-      const n = this.outAb.length;
-      if (n > 0 && this.outAb[n - 1] === ab && this.outEnd[n - 1] === start) this.outEnd[n - 1] = end;
-      else {
-        this.outAb.push(ab);
-        this.outStart.push(start);
-        this.outEnd.push(end);
-      }
+      const q = this.discoQ !== undefined && this.discoQ.length > 0 ? this.discoQ : this.dataQ;
+      if (q === undefined || !q.shift()) break;
+      this.appendOut(q.outBuf!, q.outStart, q.outEnd);
+      q.outBuf = undefined;
+      c.packetsSent += q.outCount;
+      c.bytesSent += q.outEnd - q.outStart - q.outCount * (H + K);
     }
-    this.relay.counters.packetsSent += packets;
-    this.relay.counters.bytesSent += payload;
   }
 
   /** Writes the out-list: one write for a single run, else one corked batch. */
@@ -423,7 +492,8 @@ export class ServerClient {
     if (n === 0 || this.state !== 'active') return;
     const s = this.stream;
     if (n > 1) s.cork();
-    for (let i = 0; i < n; i++) s.write(Buffer.from(this.outAb[i]!, this.outStart[i]!, this.outEnd[i]! - this.outStart[i]!));
+    for (let i = 0; i < n; i++)
+      s.write(Buffer.from(this.outAb[i]!, this.outStart[i]!, this.outEnd[i]! - this.outStart[i]!));
     if (n > 1) s.uncork();
     this.outAb.length = 0;
     this.outStart.length = 0;

@@ -28,8 +28,7 @@ export interface ClientInfo {
 
 export type OpenClientInfoResult =
   /** `shared` is the box key between server and client, reused to seal ServerInfo (one X25519 per login). */
-  | { ok: true; key: PublicKey; info: ClientInfo; isMesh: boolean; shared: SharedKey }
-  | { ok: false; reason: string };
+  { ok: true; key: PublicKey; info: ClientInfo; isMesh: boolean; shared: SharedKey } | { ok: false; reason: string };
 
 const UTF8 = new TextEncoder();
 const UTF8_DEC = new TextDecoder('utf-8', { fatal: true });

@@ -1,3 +1,9 @@
 /** The DERP server: `DerpServer.listen(...)`. See server.ts. */
-export { DerpServer, type DerpServerOptions, type DerpServerStats, type VerifyClient, type AdmissionRequest } from './server.js';
+export {
+  DerpServer,
+  type DerpServerOptions,
+  type DerpServerStats,
+  type VerifyClient,
+  type AdmissionRequest,
+} from './server.js';
 export { ServerCounters } from './relay.js';

@@ -23,7 +23,11 @@ export function createMetrics(relay: Relay, extra?: () => Record<string, number>
     ['derp_current_forwarders', 'Keys reachable through another mesh node.', 'forwarders'],
     ['derp_current_handshaking', 'Connections still in the handshake or admission.', 'handshaking'],
     ['derp_queued_frames', 'Frames waiting in per-client send queues.', 'queuedFrames'],
-    ['derp_socket_buffered_bytes', 'Bytes written to client sockets but not yet taken by the kernel.', 'socketBufferedBytes'],
+    [
+      'derp_socket_buffered_bytes',
+      'Bytes written to client sockets but not yet taken by the kernel.',
+      'socketBufferedBytes',
+    ],
   ];
   for (const [name, help, field] of gauges) {
     new Gauge({

@@ -15,32 +15,19 @@
  * One housekeeping timer for the whole server ticks every DERP.SERVER_TICK_MS while any connection exists. Packets
  * queued during one event-loop turn are flushed at its end (one corked write per destination).
  */
-import { ENVELOPE, isDisco } from '../../disco/envelope.js';
+import { isDisco } from '../../disco/envelope.js';
 import { DriverTimer, type Clock, type RandomSource } from '../../internal/clock.js';
-import { writeU32 } from '../../internal/bytes.js';
+import { readU32, writeU32 } from '../../internal/bytes.js';
 import { channels, publish } from '../../internal/diagnostics.js';
 import type { PrivateKey, PublicKey } from '../../key/keys.js';
 import { DERP, FrameType, PeerGoneReason } from '../constants.js';
 import { encodeFrame } from '../frame.js';
 import type { ByteStream } from '../stream.js';
 import type { VerifyClient } from './admission.js';
-import { keyHexAt, ServerClient } from './client.js';
+import { isDiscoAt, keyHexAt, ServerClient } from './client.js';
 
 const H = DERP.FRAME_HEADER_LEN;
 const K = DERP.KEY_LEN;
-
-/** `isDisco(p.subarray(off))` without making the view: the disco magic 54 53 f0 9f 92 ac and a full header. */
-function isDiscoAt(p: Uint8Array, off: number, end: number): boolean {
-  return (
-    end - off >= ENVELOPE.HEADER_LEN &&
-    p[off] === 0x54 &&
-    p[off + 1] === 0x53 &&
-    p[off + 2] === 0xf0 &&
-    p[off + 3] === 0x9f &&
-    p[off + 4] === 0x92 &&
-    p[off + 5] === 0xac
-  );
-}
 
 /** Settings the relay and its clients share. */
 export interface RelayOptions {
@@ -110,7 +97,8 @@ export class ServerCounters {
   }
 }
 
-interface KeyEntry {
+/** The connections holding one key; `active` receives its packets. */
+export interface KeyEntry {
   active: ServerClient;
   all: ServerClient[];
 }
@@ -191,7 +179,12 @@ export class Relay {
       this.counters.duplicateConnections++;
     }
     c.registered = true;
-    publish(channels.derpServer, () => ({ event: 'register', key: c.key!.toString(), mesh: c.isMesh, remote: c.remote }));
+    publish(channels.derpServer, () => ({
+      event: 'register',
+      key: c.key!.toString(),
+      mesh: c.isMesh,
+      remote: c.remote,
+    }));
     if (this.watchers.size > 0) {
       const f = encodeFrame({ type: 'peerPresent', key: c.keyBytes, endpoint: c.remote, flags: c.presenceFlags() });
       for (const w of this.watchers) {
@@ -279,7 +272,7 @@ export class Relay {
     c.bytesReceived += plen;
     if (disco) c.packetsReceivedDisco++;
     if (src.dup) this.noteActive(src);
-    let e = src.lastEntry as KeyEntry | undefined;
+    let e = src.lastEntry;
     if (e === undefined || e.all.length === 0) {
       // An entry whose key left has no connections; a returning key gets a new entry, so look it up again.
       e = this.byKey.get(dstHex);
@@ -290,10 +283,10 @@ export class Relay {
       if (inChunk && dst.flowing) {
         buf[start - H] = FrameType.RECV_PACKET;
         buf.set(src.keyBytes, start);
-        dst.enqueuePacket(buf, start - H, end, disco);
+        dst.enqueue(buf, start - H, end, 1, disco);
       } else {
         const frame = this.recvFrame(src.keyBytes, buf.subarray(start + K, end));
-        dst.enqueuePacket(frame, 0, frame.length, disco);
+        dst.enqueue(frame, 0, frame.length, 1, disco);
       }
       if (src.lastNoted !== dstHex) {
         src.lastNoted = dstHex;
@@ -315,6 +308,51 @@ export class Relay {
     if (disco) src.sendNotHere(buf.subarray(start, start + K));
   }
 
+  /**
+   * `count` non-disco SendPackets from `src` to one key lying back to back in a socket chunk: the first's payload is
+   * [start, end), the last ends at runEnd. To a flowing local client the whole run is rewritten in place and handed
+   * over as one; otherwise each packet takes `route`.
+   */
+  routeRun(
+    src: ServerClient,
+    dstHex: string,
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    runEnd: number,
+    count: number,
+  ): void {
+    let e = src.lastEntry;
+    if (e === undefined || e.all.length === 0) {
+      e = this.byKey.get(dstHex);
+      src.lastEntry = e;
+    }
+    if (count === 1 || e === undefined || !e.active.flowing) {
+      for (let f = start - H; f < runEnd;) {
+        const n = H + readU32(buf, f + 1);
+        this.route(src, dstHex, buf, f + H, f + n, true);
+        f += n;
+      }
+      return;
+    }
+    const c = this.counters;
+    c.packetsReceived += count;
+    c.bytesReceived += runEnd - (start - H) - count * (H + K);
+    if (src.dup) this.noteActive(src);
+    const key = src.keyBytes;
+    for (let f = start - H; f < runEnd;) {
+      const n = H + readU32(buf, f + 1);
+      buf[f] = FrameType.RECV_PACKET;
+      buf.set(key, f + H);
+      f += n;
+    }
+    e.active.enqueue(buf, start - H, runEnd, count, false);
+    if (src.lastNoted !== dstHex) {
+      src.lastNoted = dstHex;
+      this.noteSent(src.hex, dstHex);
+    }
+  }
+
   /** A ForwardPacket from mesh peer `from`: deliver locally or drop (one hop only). */
   routeForwarded(_from: ServerClient, p: Uint8Array): void {
     const c = this.counters;
@@ -327,7 +365,7 @@ export class Relay {
     }
     const packet = p.subarray(2 * K);
     const frame = this.recvFrame(p.subarray(0, K), packet);
-    e.active.enqueuePacket(frame, 0, frame.length, isDisco(packet));
+    e.active.enqueue(frame, 0, frame.length, 1, isDisco(packet));
     this.noteSent(keyHexAt(p, 0), dstHex);
   }
 
@@ -345,7 +383,9 @@ export class Relay {
       const c = e.active;
       if (c === w) continue;
       this.counters.peerPresentSent++;
-      w.sendControl(encodeFrame({ type: 'peerPresent', key: c.keyBytes, endpoint: c.remote, flags: c.presenceFlags() }));
+      w.sendControl(
+        encodeFrame({ type: 'peerPresent', key: c.keyBytes, endpoint: c.remote, flags: c.presenceFlags() }),
+      );
     }
   }
 

@@ -30,7 +30,7 @@ import { upgradeResponse } from './handshake.js';
 import { handleHttpRequest } from './http.js';
 import { MeshLink } from './mesh.js';
 import { createMetrics } from './metrics.js';
-import { Relay, type ServerCounters } from './relay.js';
+import { Relay, ServerCounters } from './relay.js';
 
 export type { VerifyClient, AdmissionRequest } from './admission.js';
 
@@ -257,7 +257,9 @@ export class DerpServer {
   }
 
   private refuse(socket: Socket, status: number, text: string): void {
-    socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ${text.length + 1}\r\n\r\n${text}\n`);
+    socket.end(
+      `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ${text.length + 1}\r\n\r\n${text}\n`,
+    );
   }
 
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
@@ -292,7 +294,9 @@ export class DerpServer {
     if (head.length > 0) socket.unshift(head);
     // Derp-Fast-Start: the client already has our key and wants no HTTP response, only frames.
     const fast = req.headers['derp-fast-start'] === '1';
-    const greeting = fast ? encodeFrame({ type: 'serverKey', key: this.publicKey.bytes }) : upgradeResponse(this.publicKey);
+    const greeting = fast
+      ? encodeFrame({ type: 'serverKey', key: this.publicKey.bytes })
+      : upgradeResponse(this.publicKey);
     relay.accept(new SocketStream(socket), greeting);
   }
 
@@ -307,12 +311,12 @@ export class DerpServer {
     };
   }
 
-  /** Current gauges and counters. */
+  /** Current gauges and a snapshot of the counters. */
   stats(): DerpServerStats {
     return {
       ...this.relay.gauges(),
       meshLinksUp: this.links.filter((l) => l.connected).length,
-      counters: this.relay.counters,
+      counters: Object.assign(new ServerCounters(), this.relay.counters),
       stun: this.stun?.stats(),
     };
   }

@@ -17,7 +17,9 @@ afterEach(async () => {
 });
 
 /** A local admission controller; records each request body. */
-async function controller(handler: (body: string, res: ServerResponse, req: IncomingMessage) => void): Promise<{ url: string; bodies: string[] }> {
+async function controller(
+  handler: (body: string, res: ServerResponse, req: IncomingMessage) => void,
+): Promise<{ url: string; bodies: string[] }> {
   const bodies: string[] = [];
   const srv = createServer((req, res) => {
     let body = '';
@@ -59,7 +61,7 @@ describe('admission hook', () => {
     expect(thrown).toEqual({ allow: false, reason: 'hook-error', detail: 'boom' });
   });
 
-  it("POSTs Tailscale's DERPAdmitClientRequest and follows {\"Allow\":bool}", async () => {
+  it('POSTs Tailscale\'s DERPAdmitClientRequest and follows {"Allow":bool}', async () => {
     const key = PrivateKey.generate().publicKey;
     const c = await controller((body, res, req) => {
       expect(req.method).toBe('POST');
@@ -108,7 +110,11 @@ describe('admission hook', () => {
     const allowed = PrivateKey.generate();
     const c = await controller((body, res) => {
       res.writeHead(200);
-      res.end(JSON.stringify({ Allow: (JSON.parse(body) as { NodePublic: string }).NodePublic === allowed.publicKey.toString() }));
+      res.end(
+        JSON.stringify({
+          Allow: (JSON.parse(body) as { NodePublic: string }).NodePublic === allowed.publicKey.toString(),
+        }),
+      );
     });
     const s = await DerpServer.listen({ verifyClient: { url: c.url, failOpen: false } });
     try {

@@ -1,7 +1,12 @@
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
 import { decodeFrame } from '../../../src/derp/frame.js';
-import { openClientInfo, parseClientInfoJson, serverInfoFrame, upgradeResponse } from '../../../src/derp/server/handshake.js';
+import {
+  openClientInfo,
+  parseClientInfoJson,
+  serverInfoFrame,
+  upgradeResponse,
+} from '../../../src/derp/server/handshake.js';
 import { toHex } from '../../../src/internal/bytes.js';
 import { SharedKey, sealTo } from '../../../src/key/box.js';
 import { PrivateKey } from '../../../src/key/keys.js';
@@ -13,8 +18,17 @@ const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 describe('server handshake functions', () => {
   it("reads ClientInfo JSON the way Go's decoder does: any key case, unknown fields ignored", () => {
-    expect(parseClientInfoJson('{"version":2,"CanAckPings":true}')).toEqual({ version: 2, canAckPings: true, isProber: false, meshKey: undefined });
-    expect(parseClientInfoJson(`{"VERSION":1,"canackpings":true,"isprober":true,"MeshKey":"${MESH.toUpperCase()}","AppName":"x"}`)).toEqual({
+    expect(parseClientInfoJson('{"version":2,"CanAckPings":true}')).toEqual({
+      version: 2,
+      canAckPings: true,
+      isProber: false,
+      meshKey: undefined,
+    });
+    expect(
+      parseClientInfoJson(
+        `{"VERSION":1,"canackpings":true,"isprober":true,"MeshKey":"${MESH.toUpperCase()}","AppName":"x"}`,
+      ),
+    ).toEqual({
       version: 1,
       canAckPings: true,
       isProber: true,
@@ -26,7 +40,12 @@ describe('server handshake functions', () => {
 
   it('opens a ClientInfo sealed by tweetnacl and recognises the mesh key', () => {
     const nonce = new Uint8Array(24).fill(3);
-    const boxed = nacl.box(enc(`{"version":2,"CanAckPings":true,"meshKey":"${MESH}"}`), nonce, server.publicKey.bytes, client.bytes);
+    const boxed = nacl.box(
+      enc(`{"version":2,"CanAckPings":true,"meshKey":"${MESH}"}`),
+      nonce,
+      server.publicKey.bytes,
+      client.bytes,
+    );
     const sealed = new Uint8Array([...nonce, ...boxed]);
     const r = openClientInfo(server, { key: client.publicKey.bytes, sealed }, MESH);
     expect(r.ok && r.isMesh && r.key.equals(client.publicKey) && r.info.canAckPings).toBe(true);
@@ -49,7 +68,11 @@ describe('server handshake functions', () => {
     const d = decodeFrame(f[0]!, f.subarray(5));
     if (d.type !== 'serverInfo') throw new Error(d.type);
     const plain = nacl.box.open(d.sealed.subarray(24), d.sealed.subarray(0, 24), server.publicKey.bytes, client.bytes);
-    expect(JSON.parse(new TextDecoder().decode(plain!))).toEqual({ version: 2, TokenBucketBytesPerSecond: 1234, TokenBucketBytesBurst: 99_999 });
+    expect(JSON.parse(new TextDecoder().decode(plain!))).toEqual({
+      version: 2,
+      TokenBucketBytesPerSecond: 1234,
+      TokenBucketBytesBurst: 99_999,
+    });
   });
 
   it('writes the 101 and the ServerKey frame in one buffer', () => {

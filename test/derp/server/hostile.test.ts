@@ -177,7 +177,9 @@ describe('hostile clients against a live DerpServer', () => {
     const r = await raw(s);
     await r.login(PrivateKey.generate());
     r.socket.pause();
-    const batch = Buffer.concat(Array.from({ length: 10_000 }, () => encodeFrame({ type: 'ping', data: new Uint8Array(8) })));
+    const batch = Buffer.concat(
+      Array.from({ length: 10_000 }, () => encodeFrame({ type: 'ping', data: new Uint8Array(8) })),
+    );
     await until(() => {
       if (r.socket.writableLength < 1 << 20) r.socket.write(batch);
       return s.stats().counters.controlDropped > 0;
@@ -199,16 +201,22 @@ describe('hostile clients against a live DerpServer', () => {
     for (let i = 0; i < 400; i += 50) await Promise.all(Array.from({ length: 50 }, open));
     const upgraded: RawClient[] = [];
     for (let i = 0; i < 300; i += 50)
-      upgraded.push(...(await Promise.all(Array.from({ length: 50 }, async () => {
-        const r = await raw(s);
-        await r.upgrade();
-        return r;
-      }))));
+      upgraded.push(
+        ...(await Promise.all(
+          Array.from({ length: 50 }, async () => {
+            const r = await raw(s);
+            await r.upgrade();
+            return r;
+          }),
+        )),
+      );
     for (let i = 0; i < 300; i += 50)
-      await Promise.all(Array.from({ length: 50 }, async () => {
-        const r = await raw(s);
-        await r.login(PrivateKey.generate());
-      }));
+      await Promise.all(
+        Array.from({ length: 50 }, async () => {
+          const r = await raw(s);
+          await r.login(PrivateKey.generate());
+        }),
+      );
     expect(s.stats().connections).toBe(600);
     expect(s.stats().clients).toBe(300);
     expect(s.stats().handshaking).toBe(300);

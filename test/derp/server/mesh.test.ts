@@ -38,7 +38,10 @@ async function conn(url: string, key: PrivateKey): Promise<DerpConn> {
 async function deliver(from: DerpConn, to: DerpConn, toKey: PublicKey, fromKey: PublicKey): Promise<void> {
   const got = nextFrame(to, 'recvPacket', (f) => new PublicKey(f.src).equals(fromKey));
   let done = false;
-  void got.then(() => (done = true), () => undefined);
+  void got.then(
+    () => (done = true),
+    () => undefined,
+  );
   await until(() => {
     if (!done) from.sendPacket(toKey, new Uint8Array([1, 2, 3]));
     return done;

@@ -21,22 +21,26 @@ describe('SendQueue', () => {
 
   it('behaves like a bounded array model under any sequence of pushes and shifts', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 8 }), fc.array(fc.option(fc.integer({ min: 0, max: 50 }), { nil: undefined }), { maxLength: 100 }), (cap, ops) => {
-        const q = new SendQueue(cap);
-        const model: number[] = [];
-        for (const op of ops) {
-          if (op === undefined) expect(q.shiftView()?.length).toBe(model.shift());
-          else {
-            const dropped = q.push(new Uint8Array(op + 3), 3);
-            const expected = model.length === cap;
-            if (expected) model.shift();
-            model.push(op);
-            expect(dropped).toBe(expected);
+      fc.property(
+        fc.integer({ min: 1, max: 8 }),
+        fc.array(fc.option(fc.integer({ min: 0, max: 50 }), { nil: undefined }), { maxLength: 100 }),
+        (cap, ops) => {
+          const q = new SendQueue(cap);
+          const model: number[] = [];
+          for (const op of ops) {
+            if (op === undefined) expect(q.shiftView()?.length).toBe(model.shift());
+            else {
+              const dropped = q.push(new Uint8Array(op + 3), 3);
+              const expected = model.length === cap;
+              if (expected) model.shift();
+              model.push(op);
+              expect(dropped).toBe(expected);
+            }
+            expect(q.length).toBe(model.length);
+            expect(q.bytes).toBe(model.reduce((a, b) => a + b, 0));
           }
-          expect(q.length).toBe(model.length);
-          expect(q.bytes).toBe(model.reduce((a, b) => a + b, 0));
-        }
-      }),
+        },
+      ),
     );
   });
 });

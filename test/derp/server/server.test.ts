@@ -24,8 +24,16 @@ async function server(opts: DerpServerOptions = {}): Promise<DerpServer> {
   servers.push(s);
   return s;
 }
-async function client(s: DerpServer, key = PrivateKey.generate(), extra: { meshKey?: string; url?: string } = {}): Promise<DerpConn> {
-  const c = await DerpConn.connect({ url: extra.url ?? s.url, privateKey: key, ...(extra.meshKey ? { meshKey: extra.meshKey } : {}) });
+async function client(
+  s: DerpServer,
+  key = PrivateKey.generate(),
+  extra: { meshKey?: string; url?: string } = {},
+): Promise<DerpConn> {
+  const c = await DerpConn.connect({
+    url: extra.url ?? s.url,
+    privateKey: key,
+    ...(extra.meshKey ? { meshKey: extra.meshKey } : {}),
+  });
   conns.push(c);
   return c;
 }
@@ -37,7 +45,12 @@ function discoPacket(): Uint8Array {
   return p;
 }
 
-function get(url: string, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function get(
+  url: string,
+  path: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const req = request({ host: u.hostname, port: u.port, path, method, headers, agent: false }, (res) => {
@@ -188,6 +201,52 @@ describe('DerpServer relaying', () => {
     await until(() => notHere.length === 4, 'NotHere after refill');
   });
 
+  it('relays runs of SendPackets in one segment intact and in order, across keys, disco and split frames', async () => {
+    const s = await server();
+    const kb = PrivateKey.generate();
+    const kc = PrivateKey.generate();
+    const b = await client(s, kb);
+    const c = await client(s, kc);
+    const atB: Uint8Array[] = [];
+    const atC: Uint8Array[] = [];
+    const srcs = new Set<string>();
+    b.on('frame', (f) => {
+      if (f.type !== 'recvPacket') return;
+      atB.push(Uint8Array.from(f.packet));
+      srcs.add(new PublicKey(f.src).hex);
+    });
+    c.on('frame', (f) => {
+      if (f.type === 'recvPacket') atC.push(Uint8Array.from(f.packet));
+    });
+    const raw = await RawClient.open(s.address.port);
+    const ka = PrivateKey.generate();
+    await raw.login(ka);
+    const pkt = (n: number, len = 300): Uint8Array => new Uint8Array(len).fill(n);
+    const disco = discoPacket();
+    disco[70] = 9;
+    const sends: [PublicKey, Uint8Array][] = [
+      [kb.publicKey, pkt(1)],
+      [kb.publicKey, pkt(2)],
+      [kb.publicKey, pkt(3, 1280)],
+      [kc.publicKey, pkt(4)],
+      [kb.publicKey, disco],
+      [kb.publicKey, pkt(5)],
+      [kb.publicKey, pkt(6, 0)],
+      [kb.publicKey, pkt(7)],
+    ];
+    const bytes = Buffer.concat(sends.map(([k, p]) => encodeFrame({ type: 'sendPacket', dst: k.bytes, packet: p })));
+    // One segment with every frame, then the same again split at an awkward offset.
+    raw.write(bytes);
+    raw.write(bytes.subarray(0, 333));
+    raw.write(bytes.subarray(333));
+    await until(() => atB.length === 14 && atC.length === 2, 'all packets');
+    const expectB = sends.filter(([k]) => k === kb.publicKey).map(([, p]) => p);
+    expect(atB).toEqual([...expectB, ...expectB]);
+    expect(atC).toEqual([pkt(4), pkt(4)]);
+    expect([...srcs]).toEqual([ka.publicKey.hex]); // every frame of a run was re-keyed
+    raw.destroy();
+  });
+
   it('records NotePreferred', async () => {
     const s = await server();
     const a = await client(s);
@@ -287,7 +346,8 @@ describe('DerpServer mesh-key frames', () => {
     for (const send of [
       (c: DerpConn) => c.watchConns(),
       (c: DerpConn) => c.closePeer(PrivateKey.generate().publicKey),
-      (c: DerpConn) => c.forwardPacket(PrivateKey.generate().publicKey, PrivateKey.generate().publicKey, new Uint8Array(1)),
+      (c: DerpConn) =>
+        c.forwardPacket(PrivateKey.generate().publicKey, PrivateKey.generate().publicKey, new Uint8Array(1)),
     ]) {
       const c = await client(s, PrivateKey.generate(), { meshKey: 'ef'.repeat(32) }); // wrong key: ordinary client
       const done = closed(c);
