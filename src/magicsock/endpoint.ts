@@ -131,11 +131,16 @@ export class PeerEndpoint {
 
   /** Asks for discovery now (addPeer, or a disco key just learned). */
   startDiscovery(now: number): EndpointAction[] {
-    this.discoveryRequestedAt = now;
-    for (const c of this.candidates.values()) if (c.lastPong === NEVER) c.nextPingAt = Math.min(c.nextPingAt, now);
+    this.requestDiscovery(now);
     const out: EndpointAction[] = [];
     this.discover(now, true, out);
     return out;
+  }
+
+  /** Marks discovery as wanted from `now` without acting: the next `onTimeout` (due at once) does the work. */
+  requestDiscovery(now: number): void {
+    this.discoveryRequestedAt = now;
+    for (const c of this.candidates.values()) if (c.lastPong === NEVER) c.nextPingAt = Math.min(c.nextPingAt, now);
   }
 
   /**

@@ -180,7 +180,9 @@ export class MagicSocket extends EventEmitter {
       if (p.bindDisco(dk.bytes, this.discoKey, true)) this.byDisco.set(dk.hex, p);
     }
     this.run(p, p.core.addHints(endpoints, now), now);
-    this.run(p, p.core.startDiscovery(now), now);
+    // Discovery starts on the timer (due now), after this tick: a datagram the application sends right after
+    // addPeer goes out first and is not queued behind the CallMeMaybe and pings on the relay.
+    p.core.requestDiscovery(now);
     this.updatePath(p, 'added');
     this.rearm();
   }
@@ -233,8 +235,17 @@ export class MagicSocket extends EventEmitter {
     }
     if (sent) this.counters.inc('tx-data');
     else if (!p.enqueue(data, now)) this.counters.inc('drop-pending-full');
-    this.run(p, actions, now);
-    this.rearm();
+    if (actions.length === 0) {
+      this.rearm();
+      return;
+    }
+    // Pings and a CallMeMaybe cost NaCl boxes; do them after this call returns, once the datagram's relay write
+    // has been flushed (DerpConn uncorks on nextTick, which runs before microtasks).
+    queueMicrotask(() => {
+      if (this.closed || this.peers.get(p.key.hex) !== p) return;
+      this.run(p, actions, now);
+      this.rearm();
+    });
   }
 
   /** An async iterator over received datagrams; ends when the socket closes or `signal` aborts. */
@@ -658,7 +669,7 @@ export class MagicSocket extends EventEmitter {
     const now = this.clock.now();
     let t = Math.min(this.nextRestunAt, this.nextIfacePollAt);
     for (const p of this.peers.values()) t = Math.min(t, p.core.pollTimeout(now), p.heldDeadline());
-    this.timer.armAt(Number.isFinite(t) ? Math.max(t, now) : undefined);
+    this.timer.armAt(t === Infinity ? undefined : Math.max(t, now));
   }
 
   private anyActive(now: number): boolean {
