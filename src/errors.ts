@@ -49,6 +49,8 @@ export const ErrorCode = {
   COMMAND: 'MESHSOCK_ERR_COMMAND',
   /** A WireGuard message failed authentication, replay or session checks. */
   WIREGUARD: 'MESHSOCK_ERR_WIREGUARD',
+  /** Port mapping failed: the gateway offers no NAT-PMP/PCP/UPnP, refused, or did not answer (see PortmapError). */
+  PORTMAP: 'MESHSOCK_ERR_PORTMAP',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

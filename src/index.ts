@@ -23,6 +23,7 @@ export { MemorySignalHub, SignalRelayServer, WebSocketSignaller, type Signaller 
 export { StunServer, StunClient, stunQuery } from './stun/index.js';
 export { DerpServer } from './derp/server/index.js';
 export { DerpConn } from './derp/conn.js';
+export { PortMapper, PortmapError, type PortMapping } from './portmap/index.js';
 export { DerpClient } from './derp/derp-client.js';
 export { parseDerpMap, type DerpMap, type DerpMapInput } from './derp/derp-map.js';
 export { Netcheck, openStandaloneNetcheck } from './netcheck/index.js';

@@ -19,6 +19,11 @@ export const channels = {
   derpServer: diagnosticsChannel.channel('meshsock:derp:server'),
   /** A socket rebind: { reason }. */
   rebind: diagnosticsChannel.channel('meshsock:magicsock:rebind'),
+  /**
+   * The port mapper (NAT-PMP, PCP, UPnP-IGD): { event, gateway, ... } for probe, probed, mapped, failed, waiting,
+   * epoch-reset, public-ip, release, closed, and { event: 'mapping', mapping, previous, reason } on changes.
+   */
+  portmap: diagnosticsChannel.channel('meshsock:portmap'),
 } as const;
 
 /** Publishes only when someone listens, so the hot path pays one boolean check. */

@@ -11,6 +11,7 @@ import { MAGICSOCK } from './constants.js';
 import type { UdpTransport } from './udp-transport.js';
 
 export const EndpointType = {
+  PORTMAP: 'portmap',
   LOCAL: 'local',
   STUN: 'stun',
   OBSERVED: 'observed',
@@ -38,6 +39,7 @@ const STUN_RTO_MS = 100;
 
 export class LocalEndpoints {
   private stun: TypedEndpoint[] = [];
+  private portmapped: TypedEndpoint | undefined;
   private readonly observed = new Map<string, { addr: AddrPort; at: number }>();
   /** When the list was last refreshed with STUN (or -Infinity). */
   updatedAt = -Infinity;
@@ -83,7 +85,17 @@ export class LocalEndpoints {
     return out;
   }
 
-  /** Every endpoint, deduplicated, STUN first (most useful to a remote peer), then local, then observed. */
+  /** Sets (or clears) the router's port mapping. Returns true when it changed. */
+  setPortmapped(addr: AddrPort | undefined): boolean {
+    const before = this.portmapped && formatAddrPort(this.portmapped.addr);
+    this.portmapped = addr && { addr: { ip: normalizeIp(addr.ip), port: addr.port }, type: EndpointType.PORTMAP };
+    return before !== (addr && formatAddrPort(this.portmapped!.addr));
+  }
+
+  /**
+   * Every endpoint, deduplicated: the port mapping first (it works even behind a hard NAT), then STUN (most useful
+   * to a remote peer), then local, then observed.
+   */
   list(now: number): TypedEndpoint[] {
     const seen = new Set<string>();
     const out: TypedEndpoint[] = [];
@@ -93,6 +105,7 @@ export class LocalEndpoints {
       seen.add(k);
       out.push(e);
     };
+    if (this.portmapped) add(this.portmapped);
     this.stun.forEach(add);
     this.localAddrs().forEach(add);
     for (const [k, o] of this.observed) {

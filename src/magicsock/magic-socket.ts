@@ -26,6 +26,7 @@ import { LocalEndpoints, type TypedEndpoint } from './local-endpoints.js';
 import { NO_PATH, PeerState, directPath, type PathInfo, type PeerHints } from './peer-state.js';
 import type { RelayTransport } from './relay.js';
 import { DerpRelay, toDerpMap } from './derp-transport.js';
+import { PortMapper } from '../portmap/port-mapper.js';
 import { UdpTransport, type Family } from './udp-transport.js';
 import { MAX_DATAGRAM, normalizeBind, toAddrPort, toPublicKey, type MagicSocketOptions } from './options.js';
 import { peerStatus, type SocketStatus } from './status.js';
@@ -40,7 +41,7 @@ type CounterName =
   | 'drop-signal-malformed' | 'drop-signal-unknown-peer' | 'drop-signal-bad-box' | 'drop-signal-unexpected'
   | 'drop-relay-unknown-peer' | 'drop-duplicate' | 'drop-pending-full' | 'drop-pending-expired'
   | 'drop-iterator-full' | 'drop-no-path' | 'drop-relay-send' | 'send-errors' | 'signal-send-errors'
-  | 'signal-sent' | 'signal-received' | 'cmm-no-channel' | 'rebinds' | 'restun';
+  | 'signal-sent' | 'signal-received' | 'cmm-no-channel' | 'rebinds' | 'restun' | 'portmap-errors';
 
 
 // Typed event signatures for the EventEmitter below (declaration merging is the documented Node idiom).
@@ -78,6 +79,8 @@ export class MagicSocket extends EventEmitter {
   private endpoints!: LocalEndpoints;
   private relay: RelayTransport | undefined;
   private derp: DerpRelay | undefined;
+  private portMapper: PortMapper | undefined;
+  private portMapOpts: { gateway?: string; protocols?: ReadonlyArray<'pmp' | 'pcp' | 'upnp'> } | undefined;
   private signaller: Signaller | undefined;
   private unlisten: (() => void) | undefined;
   private closed = false;
@@ -136,6 +139,11 @@ export class MagicSocket extends EventEmitter {
     ms.unlisten = opts.signaller?.listen(ms.publicKey, (m) => ms.onSignal(m, 'signaller'));
     const relay = opts.relay ?? ms.derp;
     if (relay) ms.attachRelay(relay);
+    const pm = opts.portMapping ?? ms.bind.v4 === '0.0.0.0';
+    if (pm !== false && ms.udp.hasFamily(4)) {
+      ms.portMapOpts = pm === true ? {} : pm;
+      ms.startPortMapper();
+    }
     ms.ifaceSig = interfaceSignature();
     const now = ms.clock.now();
     if (ms.ifacePollMs > 0) ms.nextIfacePollAt = now + ms.ifacePollMs;
@@ -290,6 +298,7 @@ export class MagicSocket extends EventEmitter {
       udpWorks: this.endpoints.udpWorks,
       mappingVariesByDestIP: this.endpoints.mappingVariesByDestIP,
       relay: this.relay?.status(),
+      portMapping: this.portMapper && portMappingStatus(this.portMapper),
       peers: [...this.peers.values()].map((p) => peerStatus(p, now)),
       counters: this.counters.snapshot(),
     };
@@ -303,10 +312,39 @@ export class MagicSocket extends EventEmitter {
     publish(channels.rebind, () => ({ reason }));
     await this.udp.rebind();
     if (this.closed) return;
+    if (this.portMapper) {
+      const old = this.portMapper;
+      this.portMapper = undefined;
+      this.endpoints.setPortmapped(undefined);
+      void old.close();
+      this.startPortMapper();
+    }
     const now = this.clock.now();
     for (const p of this.peers.values()) this.run(p, p.core.reset(now), now);
     this.restun(`rebind:${reason}`);
     this.rearm();
+  }
+
+  /** (Re)starts the port mapper for our current IPv4 port. Failures are counted, never thrown. */
+  private startPortMapper(): void {
+    const port = this.udp.port(4);
+    if (!this.portMapOpts || port === undefined) return;
+    const pm = new PortMapper({
+      internalPort: port,
+      clock: this.clock,
+      rng: this.rng,
+      ...(this.portMapOpts.gateway ? { gateway: this.portMapOpts.gateway } : {}),
+      ...(this.portMapOpts.protocols ? { protocols: this.portMapOpts.protocols } : {}),
+    });
+    this.portMapper = pm;
+    pm.on('mapping', (m) => {
+      if (this.closed || this.portMapper !== pm) return;
+      if (!this.endpoints.setPortmapped(m?.external)) return;
+      // A new public endpoint: tell every peer that is not on a trusted direct path.
+      const now = this.clock.now();
+      for (const p of this.peers.values()) if (!p.core.trustedBest(now)) this.sendCallMeMaybeNow(p);
+    });
+    pm.start().catch(() => this.counters.inc('portmap-errors'));
   }
 
   /** Closes the sockets, the relay and the signaller subscription. Idempotent. */
@@ -316,6 +354,7 @@ export class MagicSocket extends EventEmitter {
     this.timer.stop();
     this.unlisten?.();
     this.stun.close();
+    await this.portMapper?.close();
     this.udp.close();
     await this.relay?.close();
     this.emit('close');
@@ -708,4 +747,14 @@ export class MagicSocket extends EventEmitter {
   private assertOpen(): void {
     if (this.closed) throw new MeshsockError(ErrorCode.CLOSED, 'socket is closed');
   }
+}
+
+function portMappingStatus(pm: PortMapper): { phase: string; protocol?: string; external?: string; reason?: string } {
+  const st = pm.status();
+  const m = pm.mapping();
+  return {
+    phase: st.phase,
+    ...(m ? { protocol: m.protocol, external: formatAddrPort(m.external) } : {}),
+    ...(st.disabledReason ? { reason: st.disabledReason } : {}),
+  };
 }

@@ -29,6 +29,12 @@ export interface MagicSocketOptions {
   derpMap?: DerpMapOption;
   /** A custom relay transport instead of DERP (tests, or your own relay). Exclusive with `derpMap`. */
   relay?: RelayTransport;
+  /**
+   * Ask the home router for a public UDP port (NAT-PMP, PCP, UPnP-IGD), so peers behind hard NATs reach us directly.
+   * Default: on when IPv4 is bound to all interfaces, off for a specific bind address. Only the default gateway is
+   * ever asked, and only when it is a private (RFC 1918) address; pass `{ gateway }` to name it.
+   */
+  portMapping?: boolean | { gateway?: string; protocols?: ReadonlyArray<'pmp' | 'pcp' | 'upnp'> };
   /** How often to look for interface/address changes, ms; 0 disables. Default 5000 for wildcard binds. */
   interfacePollMs?: number;
   /** Socket send/receive buffer size in bytes. Default 7 MiB (capped by the kernel's rmem_max/wmem_max). */

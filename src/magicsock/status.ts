@@ -30,6 +30,8 @@ export interface SocketStatus {
   readonly udpWorks: boolean | undefined;
   readonly mappingVariesByDestIP: boolean | undefined;
   readonly relay: unknown;
+  /** The router port mapping (NAT-PMP/PCP/UPnP): phase, protocol and external endpoint, or undefined when off. */
+  readonly portMapping: { phase: string; protocol?: string; external?: string; reason?: string } | undefined;
   readonly peers: PeerStatus[];
   readonly counters: Record<string, number>;
 }
