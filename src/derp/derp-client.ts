@@ -155,6 +155,11 @@ export class DerpClient extends EventEmitter<DerpClientEvents> {
     return rc.ping(opts);
   }
 
+  /** Makes the region's client drop its connection and dial again (see RegionClient.reconnect). */
+  reconnect(regionId: number): void {
+    this.regions.get(regionId)?.reconnect();
+  }
+
   /** Status of every open region, ascending by ID. */
   status(): RegionStatus[] {
     return this.routes.openRegions().flatMap((id) => {

@@ -69,7 +69,8 @@ export type RegionCounter =
   | 'dropTooLarge'
   | 'dropConn'
   | 'pings'
-  | 'pingTimeouts';
+  | 'pingTimeouts'
+  | 'forcedReconnects';
 
 /** A snapshot of one region connection. Times are the injected clock's milliseconds. */
 export interface RegionStatus {
@@ -293,6 +294,15 @@ export class RegionClient extends EventEmitter<RegionClientEvents> {
   }
 
   /** Closes the connection and stops reconnecting. Pending pings reject with CLOSED. Idempotent. */
+  /**
+   * Drops the current connection so the client dials again (from whatever local address the host now has): for a
+   * network change that left the connection half-open. No-op when not connected.
+   */
+  reconnect(): void {
+    this.counters.inc('forcedReconnects');
+    this.conn?.close();
+  }
+
   close(): void {
     if (this.stateName === 'closed') return;
     this.ac.abort(new MeshsockError(ErrorCode.CLOSED, 'DERP region client closed'));

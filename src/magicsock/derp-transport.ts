@@ -6,12 +6,16 @@
 import { DerpClient } from '../derp/derp-client.js';
 import { parseDerpMap, type DerpMap, type DerpMapInput } from '../derp/derp-map.js';
 import { resolveHome } from '../derp/home-region.js';
-import type { AddrPort } from '../internal/addr.js';
+import { networkInterfaces } from 'node:os';
+import { normalizeIp, type AddrPort } from '../internal/addr.js';
 import type { Clock, RandomSource } from '../internal/clock.js';
 import type { PrivateKey, PublicKey } from '../key/keys.js';
 import { Netcheck } from '../netcheck/netcheck.js';
 import { reportGlobalAddrs, type NetcheckReport } from '../netcheck/report.js';
 import type { RelayPacketHandler, RelayTransport } from './relay.js';
+
+/** How long a DERP connection has to answer a ping after a rebind before it is redialled. */
+const REBIND_PING_TIMEOUT_MS = 3_000;
 
 export type DerpMapOption = DerpMap | DerpMapInput | string | Record<string, unknown>;
 
@@ -54,6 +58,25 @@ export class DerpRelay implements RelayTransport {
     if (home !== 0 && home !== this.client.home) this.client.setHome(home);
     const g = reportGlobalAddrs(r);
     return { mapped: [...g.v4, ...g.v6], mappingVariesByDestIP: r.mappingVariesByDestIP, udp: r.udp };
+  }
+
+  /**
+   * After a rebind (network change): a DERP connection whose local address left the host is half-open and would
+   * only notice after its 120 s read timeout, so it is redialled now; the others are pinged (3 s) and redialled if
+   * they do not answer (as Tailscale's maybeCloseDERPsOnRebind does).
+   */
+  onRebind(): void {
+    const local = new Set<string>();
+    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) local.add(normalizeIp(a.address));
+    for (const st of this.client.status()) {
+      if (!st.connected) continue;
+      const ip = st.localAddress?.ip;
+      if (ip === undefined || !local.has(normalizeIp(ip))) {
+        this.client.reconnect(st.regionId);
+        continue;
+      }
+      this.client.ping(st.regionId, { timeoutMs: REBIND_PING_TIMEOUT_MS }).catch(() => this.client.reconnect(st.regionId));
+    }
   }
 
   handleStunPacket(bytes: Uint8Array, from: AddrPort): boolean {

@@ -80,6 +80,8 @@ interface SentPing {
   readonly toKey: string;
   readonly at: number;
   readonly purpose: PingPurpose;
+  /** For a heartbeat to the best path: when its silence ends trust early (Infinity once acted on). */
+  lossAt: number;
 }
 
 export type EndpointAction =
@@ -292,14 +294,23 @@ export class PeerEndpoint {
   onTimeout(now: number): EndpointAction[] {
     const out: EndpointAction[] = [];
     for (const [tx, sp] of this.sentPings) {
+      const b = this.best;
+      if (now >= sp.lossAt) {
+        // A heartbeat to the best path went unanswered: stop trusting it now (sends go over DERP as well) and
+        // ask again at once; the next pong restores trust.
+        sp.lossAt = Infinity;
+        if (b && b.key === sp.toKey && now < b.trustUntil) {
+          b.trustUntil = now;
+          this.ping(b.addr, b.key, now, PingPurpose.HEARTBEAT, out);
+        }
+      }
       if (now - sp.at < MAGICSOCK.PING_TIMEOUT_MS) continue;
       this.sentPings.delete(tx);
-      const b = this.best;
       if (b && b.key === sp.toKey && now >= b.trustUntil) this.clearBest('ping-timeout', out);
     }
     const active = now - this.lastSendAt < MAGICSOCK.SESSION_ACTIVE_TIMEOUT_MS;
     if (this.best && active && now >= this.nextHeartbeatAt) {
-      this.nextHeartbeatAt = now + MAGICSOCK.HEARTBEAT_INTERVAL_MS;
+      this.nextHeartbeatAt = now + this.heartbeatInterval(now);
       this.ping(this.best.addr, this.best.key, now, PingPurpose.HEARTBEAT, out);
       if (this.wantFullPing(now)) this.discover(now, true, out, true);
     } else if (!active && this.best) {
@@ -313,7 +324,7 @@ export class PeerEndpoint {
   /** The earliest time `onTimeout` has work to do, or Infinity. */
   pollTimeout(now: number): number {
     let t = Infinity;
-    for (const sp of this.sentPings.values()) t = Math.min(t, sp.at + MAGICSOCK.PING_TIMEOUT_MS);
+    for (const sp of this.sentPings.values()) t = Math.min(t, sp.at + MAGICSOCK.PING_TIMEOUT_MS, sp.lossAt);
     if (this.best && now - this.lastSendAt < MAGICSOCK.SESSION_ACTIVE_TIMEOUT_MS) t = Math.min(t, this.nextHeartbeatAt);
     if (!this.trustedBest(now) && this.discoveryWanted(now)) {
       if (this.hasDiscoKey) for (const c of this.candidates.values()) t = Math.min(t, c.nextPingAt);
@@ -339,6 +350,13 @@ export class PeerEndpoint {
       now - this.lastSendAt < MAGICSOCK.SESSION_ACTIVE_TIMEOUT_MS ||
       now - this.discoveryRequestedAt < MAGICSOCK.SESSION_ACTIVE_TIMEOUT_MS
     );
+  }
+
+  /** 1 s while data flows, 3 s otherwise (constants.ts says why). */
+  private heartbeatInterval(now: number): number {
+    return now - this.lastSendAt < MAGICSOCK.HEARTBEAT_ACTIVE_INTERVAL_MS
+      ? MAGICSOCK.HEARTBEAT_ACTIVE_INTERVAL_MS
+      : MAGICSOCK.HEARTBEAT_INTERVAL_MS;
   }
 
   private wantFullPing(now: number): boolean {
@@ -379,7 +397,10 @@ export class PeerEndpoint {
 
   private ping(to: AddrPort, key: string, now: number, purpose: PingPurpose, out: EndpointAction[]): void {
     const txId = this.rng(12);
-    this.sentPings.set(toHex(txId), { to, toKey: key, at: now, purpose });
+    const b = this.best;
+    const watch = purpose === PingPurpose.HEARTBEAT && b !== undefined && b.key === key && now < b.trustUntil;
+    const lossAt = watch ? now + Math.max(MAGICSOCK.HEARTBEAT_LOSS_MS, 4 * b.latencyMs) : Infinity;
+    this.sentPings.set(toHex(txId), { to, toKey: key, at: now, purpose, lossAt });
     const c = this.candidates.get(key);
     if (c) {
       c.lastPing = now;

@@ -319,6 +319,7 @@ export class MagicSocket extends EventEmitter {
       void old.close();
       this.startPortMapper();
     }
+    this.derp?.onRebind();
     const now = this.clock.now();
     for (const p of this.peers.values()) this.run(p, p.core.reset(now), now);
     this.restun(`rebind:${reason}`);
