@@ -58,7 +58,7 @@ export const MAGICSOCK = {
   /** Rebind after a send error at most this often. */
   REBIND_THROTTLE_MS: 5_000,
   /** How often to look for interface/address changes (Node has no netlink events). */
-  INTERFACE_POLL_MS: 5_000,
+  INTERFACE_POLL_MS: 1_000,
   /** Datagrams queued per peer while no path exists yet (first datagrams before discovery or DERP). */
   PENDING_QUEUE_MAX: 128,
   /** Queued datagrams older than this are dropped (counted) instead of being sent late. */
