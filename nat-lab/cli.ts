@@ -15,7 +15,14 @@ import { FAULTS, runFault } from './faults.js';
 import { PROFILES, PROFILE_NAMES, parseProfile } from './profiles.js';
 import { LINK_PRESETS, LINK_PRESET_NAMES, describeLink, parseLink } from './link.js';
 import { describeFailures, selfTest } from './selftest.js';
-import { MATRIX_PROFILES, runMatrix, writeMatrixReports, type DerpProgram } from './matrix.js';
+import {
+  MATRIX_PROFILES,
+  meshsockDerp,
+  meshsockPeer,
+  runMatrix,
+  writeMatrixReports,
+  type DerpProgram,
+} from './matrix.js';
 import { labSupport } from './env.js';
 import { isPrefix, PREFIX_ENV } from './plan.js';
 
@@ -74,8 +81,9 @@ hairpin, TCP egress and port mapping from outside with the probe tool. Exit 1 wh
 
 Runs the peer program on both hosts of a lab for every ordered pair of profiles (default: ${MATRIX_PROFILES.join(', ')},
 plus the same-lan cells) and compares each cell with its expected outcome. --peer is the peer program's command
-(default: the stand-in peer); the contract is in nat-lab/README.md. --derp is the DERP server's command, with {ip}
-and {port} replaced by the DERP slot (default: the stand-in relay); --derp none runs without one.
+(default: the stand-in peer; "meshsock" = nat-lab/peer.ts, a MagicSocket); the contract is in nat-lab/README.md.
+--derp is the DERP server's command, with {ip} and {port} replaced by the DERP slot (default: the stand-in relay;
+"meshsock" = meshsock derp); --derp none runs without one.
 Writes matrix.md, matrix.html and matrix.json to --out (default nat-lab/out/matrix-<time>). Exit 1 if a cell fails.`,
   leftovers:
     'usage: nat-lab leftovers [PREFIX]\n\nLists namespaces, processes, interfaces, nft tables and files left by labs; exit 1 if any.',
@@ -298,7 +306,7 @@ async function cmdMatrix(args: string[]): Promise<number> {
   if (typeof values.link === 'string') parseLink(values.link);
   let derp: DerpProgram | null | undefined;
   if (values.derp === 'none') derp = null;
-  else if (typeof values.derp === 'string')
+  else if (typeof values.derp === 'string' && values.derp !== 'meshsock')
     derp = {
       argv: splitCmd(values.derp),
       ...(typeof values['derp-url'] === 'string' ? { url: values['derp-url'] } : {}),
@@ -311,11 +319,16 @@ async function cmdMatrix(args: string[]): Promise<number> {
       ? values.out
       : `nat-lab/out/matrix-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   needSupport();
+  if (values.derp === 'meshsock') derp = await meshsockDerp();
   const report = await runMatrix({
     ...(profiles ? { profiles } : {}),
     ...(cells ? { cells } : {}),
     sameLan: values['no-same-lan'] !== true,
-    ...(typeof values.peer === 'string' ? { peer: { argv: splitCmd(values.peer) } } : {}),
+    ...(values.peer === 'meshsock'
+      ? { peer: await meshsockPeer() }
+      : typeof values.peer === 'string'
+        ? { peer: { argv: splitCmd(values.peer) } }
+        : {}),
     ...(derp !== undefined ? { derp } : {}),
     ...(windowMs ? { windowMs } : {}),
     ...(deadline ? { directDeadlineMs: deadline } : {}),

@@ -11,6 +11,9 @@
  *   roam(lab, host, ip?)           the host gets a new LAN address (next free one unless given); its routes are
  *                                  rebuilt. Old NAT mappings are left to expire, as on a real network.
  *   restartProcess(lab, name)      kills a spawned process and starts it again (e.g. 'derp', 'stun').
+ *   blockUdp(lab, a, b, on)        UDP forwarded between sites a and b is dropped in the internet namespace (table
+ *                                  `ip natlab_block`), or no longer; STUN and DERP (both local to the internet
+ *                                  namespace) still work — the direct path dies silently, as on a real network.
  */
 import { ErrorCode, MeshsockError } from '../src/errors.js';
 import { nthAddr, parseCidr } from './plan.js';
@@ -126,6 +129,48 @@ export async function restartProcess(lab: Lab, name: string): Promise<LabProcess
   return p;
 }
 
+/** nft table in the internet namespace that holds the blockUdp rules. */
+const BLOCK_TABLE = 'natlab_block';
+
+/**
+ * Drops (`blocked` true) or stops dropping UDP forwarded between sites `a` and `b` in the internet namespace, in
+ * both directions. Traffic to and from the internet namespace's own services (STUN, DERP) is not forwarded, so it
+ * is untouched: the two peers lose their direct path and keep DERP. Idempotent either way.
+ */
+export async function blockUdp(lab: Lab, a: string, b: string, blocked: boolean): Promise<void> {
+  if (lab.site(a).inetIface === lab.site(b).inetIface)
+    throw new MeshsockError(ErrorCode.BAD_CONFIG, 'blockUdp needs two different sites');
+  // The table is rebuilt from the set of blocked pairs, so (un)blocking one pair leaves the others alone.
+  const pairs = new Set(lab.state.blockedUdp ?? []);
+  const key = [a, b].sort().join(' ');
+  if (blocked) pairs.add(key);
+  else pairs.delete(key);
+  const rules = [...pairs].flatMap((k) => {
+    const [x, y] = k.split(' ') as [string, string];
+    const ix = lab.site(x).inetIface;
+    const iy = lab.site(y).inetIface;
+    return [
+      `add rule ip ${BLOCK_TABLE} forward iifname "${ix}" oifname "${iy}" meta l4proto udp counter drop`,
+      `add rule ip ${BLOCK_TABLE} forward iifname "${iy}" oifname "${ix}" meta l4proto udp counter drop`,
+    ];
+  });
+  const script = [
+    `table ip ${BLOCK_TABLE} {}`,
+    `delete table ip ${BLOCK_TABLE}`,
+    ...(rules.length
+      ? [
+          `add table ip ${BLOCK_TABLE}`,
+          `add chain ip ${BLOCK_TABLE} forward { type filter hook forward priority -10; policy accept; }`,
+          ...rules,
+        ]
+      : []),
+    '',
+  ].join('\n');
+  await lab.exec('inet', ['nft', '-f', '-'], { input: script });
+  lab.state.blockedUdp = [...pairs];
+  lab.save();
+}
+
 /** The faults by CLI name, with their arguments and what they do. */
 export const FAULTS = {
   'nat-reboot': { args: 'SITE', about: 'forget every NAT mapping of SITE (conntrack -F and learned nft state)' },
@@ -137,6 +182,8 @@ export const FAULTS = {
   'link-up': { args: 'SITE|HOST', about: 'bring it back up (routes restored)' },
   roam: { args: 'HOST [NEW_IP]', about: 'give HOST a new LAN address (routes fixed)' },
   restart: { args: 'PROCESS', about: 'kill and restart a lab process by name (e.g. derp, stun)' },
+  'block-udp': { args: 'SITE SITE', about: 'drop UDP between two sites in the internet (STUN and DERP still work)' },
+  'unblock-udp': { args: 'SITE SITE', about: 'stop dropping UDP between two sites' },
 } as const;
 
 export type FaultName = keyof typeof FAULTS;
@@ -176,6 +223,12 @@ export async function runFault(lab: Lab, name: string, args: readonly string[]):
       if (args.length !== 1) throw new MeshsockError(ErrorCode.BAD_CONFIG, 'fault restart takes PROCESS');
       const p = await restartProcess(lab, args[0]!);
       return `${p.name} restarted (pid ${p.pid})`;
+    }
+    case 'block-udp':
+    case 'unblock-udp': {
+      if (args.length !== 2) throw new MeshsockError(ErrorCode.BAD_CONFIG, `fault ${name} takes SITE SITE`);
+      await blockUdp(lab, args[0]!, args[1]!, name === 'block-udp');
+      return `UDP between sites ${args[0]} and ${args[1]} ${name === 'block-udp' ? 'dropped' : 'flows again'}`;
     }
     default:
       throw new MeshsockError(

@@ -42,6 +42,7 @@ export {
   setLink,
   roam,
   restartProcess,
+  blockUdp,
   runFault,
   FAULTS,
   type FaultName,
@@ -60,6 +61,10 @@ export {
   runMatrix,
   runCell,
   expectedOutcome,
+  meshsockPeer,
+  meshsockDerp,
+  STAND_IN_PEER_CAPS,
+  MESHSOCK_PEER_CAPS,
   matrixCells,
   writeMatrixReports,
   MATRIX_PROFILES,
@@ -68,12 +73,32 @@ export {
   type CellResult,
   type Expectation,
   type PeerProgram,
+  type PeerCapabilities,
   type DerpProgram,
   type PeerEvent,
   type Outcome,
 } from './matrix.js';
 export { matrixMarkdown, matrixHtml } from './matrix-report.js';
+export {
+  startRelay,
+  startTraffic,
+  Traffic,
+  TrafficPeer,
+  type TrafficOptions,
+  type PeerStats,
+  type Gap,
+} from './traffic.js';
+export {
+  lostDatagrams,
+  attributeLoss,
+  describeRuns,
+  peerTimeline,
+  formatTimeline,
+  type LostDatagram,
+  type LossWindow,
+  type TimelineEntry,
+} from './loss.js';
 export { leftovers, teardownSync, knownPrefixes } from './cleanup.js';
 export { labSupport, type LabSupport } from './env.js';
-export { getNodeTools, getDelayLine } from './build-tools.js';
+export { getNodeTools, getMeshsockPrograms, getDelayLine, type MeshsockPrograms } from './build-tools.js';
 export { PLAN, RUN_ROOT } from './plan.js';

@@ -19,7 +19,8 @@ import { ErrorCode, MeshsockError } from '../src/errors.js';
 import { toHex } from '../src/internal/bytes.js';
 import { createPairLab, type Lab } from './topology.js';
 import { PROFILE_NAMES, parseProfile, formatProfile, type ProfileName } from './profiles.js';
-import { getNodeTools } from './build-tools.js';
+import { getMeshsockPrograms, getNodeTools } from './build-tools.js';
+import { PLAN } from './plan.js';
 import { sleep } from './exec.js';
 import { matrixHtml, matrixMarkdown } from './matrix-report.js';
 
@@ -31,11 +32,31 @@ export interface Expectation {
   reason: string;
 }
 
+/** What a peer program does beyond simultaneous punching; the expectation of some cells depends on it. */
+export interface PeerCapabilities {
+  /** Asks the NAT for a port mapping (NAT-PMP / PCP / UPnP) when one is offered. */
+  portMapping: boolean;
+}
+
+/** The stand-in peer maps a port with NAT-PMP (the default expectation). */
+export const STAND_IN_PEER_CAPS: PeerCapabilities = { portMapping: true };
+
+/**
+ * meshsock's MagicSocket (nat-lab/peer.ts): it asks the gateway for a mapping with NAT-PMP, PCP or UPnP-IGD
+ * (src/portmap), so its expectations are the stand-in's. A peer without port mapping (`{ portMapping: false }`)
+ * is expected to relay portmap × hard, as through any address-and-port-filtering NAT.
+ */
+export const MESHSOCK_PEER_CAPS: PeerCapabilities = { portMapping: true };
+
 /** The program run on each host. Its argv gets the contract's arguments appended. */
 export interface PeerProgram {
   argv: string[];
   /** Extra arguments appended after the contract's. */
   extraArgs?: string[];
+  /** What it can do (default STAND_IN_PEER_CAPS); used for the default expectations. */
+  caps?: PeerCapabilities;
+  /** Name in reports (default: argv). */
+  label?: string;
 }
 
 /**
@@ -45,6 +66,8 @@ export interface PeerProgram {
  */
 export interface DerpProgram {
   argv: string[];
+  /** Name in reports (default: argv). */
+  label?: string;
   url?: string;
   ready?: RegExp;
 }
@@ -120,7 +143,7 @@ export interface MatrixReport {
 
 type Side = { udp: boolean; mapping: 'none' | 'EIM' | 'EDM'; filtering: 'EIF' | 'ADF' | 'APDF' };
 
-function side(profile: string): Side {
+function side(profile: string, caps: PeerCapabilities): Side {
   const p = parseProfile(profile);
   switch (p.name) {
     case 'open':
@@ -133,8 +156,8 @@ function side(profile: string): Side {
       return { udp: true, mapping: 'EIM', filtering: 'ADF' };
     case 'full-cone':
       return { udp: true, mapping: 'EIM', filtering: 'EIF' };
-    case 'portmap': // a NAT-PMP/PCP/UPnP mapping accepts any sender
-      return { udp: true, mapping: 'EIM', filtering: 'EIF' };
+    case 'portmap': // a NAT-PMP/PCP/UPnP mapping accepts any sender; without one it is an easy NAT
+      return { udp: true, mapping: 'EIM', filtering: caps.portMapping ? 'EIF' : 'APDF' };
     default: // easy, cgnat, same-lan: EIM + APDF
       return { udp: true, mapping: 'EIM', filtering: 'APDF' };
   }
@@ -142,15 +165,16 @@ function side(profile: string): Side {
 
 /**
  * The expected outcome of a cell for a peer that punches simultaneously, answers pings at their source address and
- * uses port mapping when offered (what Tailscale's magicsock does). DERP cells carry the reason.
+ * (with `caps.portMapping`, the default) uses port mapping when offered — what Tailscale's magicsock does. DERP
+ * cells carry the reason.
  */
-export function expectedOutcome(a: string, b: string): Expectation {
+export function expectedOutcome(a: string, b: string, caps: PeerCapabilities = STAND_IN_PEER_CAPS): Expectation {
   const pa = parseProfile(a);
   const pb = parseProfile(b);
   if (pa.name === 'same-lan' || pb.name === 'same-lan')
     return { path: 'direct', reason: 'both peers on one LAN: their LAN addresses work' };
-  const A = side(a);
-  const B = side(b);
+  const A = side(a, caps);
+  const B = side(b, caps);
   if (!A.udp || !B.udp) {
     const who = !A.udp && !B.udp ? 'both sites' : `${!A.udp ? a : b}'s site`;
     return { path: 'derp', reason: `UDP blocked at ${who}: only TCP 80/443 (DERP over HTTP) leaves` };
@@ -161,11 +185,16 @@ export function expectedOutcome(a: string, b: string): Expectation {
       reason: 'both NATs map per destination (hard × hard): neither port can be predicted without port guessing',
     };
   for (const [x, y, nx, ny] of [[A, B, a, b] as const, [B, A, b, a] as const]) {
-    if (x.mapping === 'EDM' && y.filtering === 'APDF')
+    if (x.mapping === 'EDM' && y.filtering === 'APDF') {
+      const noPortmap =
+        parseProfile(ny).name === 'portmap'
+          ? ` (${ny}'s router offers NAT-PMP/PCP/UPnP, but this peer program does not ask for a mapping)`
+          : '';
       return {
         path: 'derp',
-        reason: `${nx} maps per destination and ${ny} filters by address and port: ${nx}'s probes come from a port ${ny} never sent to`,
+        reason: `${nx} maps per destination and ${ny} filters by address and port: ${nx}'s probes come from a port ${ny} never sent to${noPortmap}`,
       };
+    }
   }
   return {
     path: 'direct',
@@ -185,9 +214,37 @@ export function matrixCells(profiles: readonly string[], sameLan = true): Array<
 /** The profiles of a default matrix (same-lan is a cell of its own, not a row). */
 export const MATRIX_PROFILES: readonly ProfileName[] = PROFILE_NAMES.filter((p) => p !== 'same-lan');
 
+function expectationFor(a: string, b: string, opts: MatrixOptions): Expectation {
+  return opts.expect ? opts.expect(a, b) : expectedOutcome(a, b, opts.peer?.caps);
+}
+
+/**
+ * The real peer program (nat-lab/peer.ts: a MagicSocket) — from dist/ when it is fresh, else transpiled into the
+ * cache (build-tools.ts). Its STUN also asks the DERP server's STUN port, as Tailscale clients do.
+ */
+export async function meshsockPeer(extraArgs: readonly string[] = []): Promise<PeerProgram> {
+  const p = await getMeshsockPrograms();
+  return {
+    argv: p.peer,
+    extraArgs: ['--derp-stun-port', String(PLAN.stunPort), ...extraArgs],
+    caps: MESHSOCK_PEER_CAPS,
+    label: `nat-lab/peer.ts (MagicSocket) ${['--derp-stun-port', String(PLAN.stunPort), ...extraArgs].join(' ')}`,
+  };
+}
+
+/** The real DERP server, `meshsock derp`, at the DERP slot with its STUN server on the same address. */
+export async function meshsockDerp(extraArgs: readonly string[] = []): Promise<DerpProgram> {
+  const p = await getMeshsockPrograms();
+  return {
+    argv: [...p.meshsock, 'derp', '--listen', '{ip}:{port}', '--stun-port', String(PLAN.stunPort), ...extraArgs],
+    ready: /meshsock derp: serving/,
+    label: `meshsock derp --listen {ip}:{port} --stun-port ${PLAN.stunPort}${extraArgs.length ? ` ${extraArgs.join(' ')}` : ''}`,
+  };
+}
+
 /** Runs one cell: build, start DERP, run both peers, judge, tear down. */
 export async function runCell(a: string, b: string, opts: MatrixOptions = {}): Promise<CellResult> {
-  const expected = (opts.expect ?? expectedOutcome)(a, b);
+  const expected = expectationFor(a, b, opts);
   const windowMs = opts.windowMs ?? 6000;
   const t0 = Date.now();
   const { lab, peers } = await createPairLab(a, b, opts.link ? { link: opts.link } : {});
@@ -342,7 +399,7 @@ export async function runMatrix(opts: MatrixOptions = {}): Promise<MatrixReport>
         r = {
           a,
           b,
-          expected: (opts.expect ?? expectedOutcome)(a, b),
+          expected: expectationFor(a, b, opts),
           outcome: 'broken',
           pass: false,
           failure: `harness error: ${e instanceof Error ? e.message : String(e)}`,
@@ -363,8 +420,8 @@ export async function runMatrix(opts: MatrixOptions = {}): Promise<MatrixReport>
   return {
     startedAt,
     finishedAt: new Date().toISOString(),
-    peer: (opts.peer?.argv ?? ['stand-in-peer']).join(' '),
-    derp: opts.derp === null ? 'none' : (opts.derp?.argv ?? ['stand-in-relay']).join(' '),
+    peer: opts.peer?.label ?? (opts.peer?.argv ?? ['stand-in-peer']).join(' '),
+    derp: opts.derp === null ? 'none' : (opts.derp?.label ?? (opts.derp?.argv ?? ['stand-in-relay']).join(' ')),
     windowMs: opts.windowMs ?? 6000,
     link: opts.link ?? null,
     profiles: [...new Set(cells.flatMap(([a, b]) => [a, b]))],

@@ -1,17 +1,31 @@
 /**
  * The meshsock peer program for the nat-lab matrix and fault scenarios (contract: nat-lab/README.md, "Peer program
  * contract"). One MagicSocket on all interfaces of the host namespace, STUN from --stun, DERP from --derp (one
- * region, 900), steady traffic to the peer (a datagram every --interval-ms), and JSON lines on stdout:
+ * region, 900), steady traffic to the peer (a datagram every --interval-ms), and JSON lines on stdout. Every line
+ * has `ms` (since the program started) and `at` (wall clock, ms since the epoch: lines of several peers and of the
+ * test driving them share one timeline, since lab namespaces share the host's clock):
  *
- *   {"event":"ready","ms":N,"local":[…]}
- *   {"event":"first-datagram","ms":N,"via":"derp"|"direct"}
- *   {"event":"path","type":"direct"|"derp"|"none","ms":N,"addr"?,"reason"}
- *   {"event":"stats","ms":N,"sent":N,"received":N,"byPath":{…},"gaps":[…]}   every second and at the end
- *   {"event":"status","ms":N,…}                                            MagicSocket.status() at the end
- *   {"event":"done","ms":N}
+ *   {"event":"ready","local":[…]}
+ *   {"event":"first-datagram","via":"derp"|"direct"}
+ *   {"event":"path","type":"direct"|"derp"|"none","addr"?,"reason"}   the socket's path to the peer changed
+ *   {"event":"rx-path","type":"direct"|"derp"}                         datagrams now arrive over another path
+ *   {"event":"relay","state":"…","lastError"?}                         the DERP region's state changed
+ *   {"event":"silence","fromAt":T,"toAt":T,"gapMs":N,"via":"…"}        delivery resumed after ≥ --silence-ms
+ *   {"event":"mark","n":N}                                             SIGUSR2 received (a test marks a fault)
+ *   {"event":"resumed","n":N,"via":"…","sentAt":T,"afterMs":N}         first datagram sent after mark N arrived
+ *   {"event":"resumed-direct","n":N,"sentAt":T,"afterMs":N}            … and the first one that came direct
+ *   {"event":"stats","sent":N,"received":N,"highest":N,"byPath":{…},"gaps":[…],"duplicates":N}
+ *                                                                      every second and at the end
+ *   {"event":"status",…}                                               MagicSocket.status() at the end
+ *   {"event":"error","message":"…"}                                    anything the socket threw or emitted
+ *   {"event":"done"}
  *
- * Datagrams carry a sequence number, so the receiver reports exactly which ones were lost (`gaps`).
+ * Datagram layout (64 bytes): [0,4) sequence number (u32 BE) · [4,12) sender's wall clock at send (f64 BE, ms) ·
+ * zeros. The receiver reports exactly which sequence numbers never arrived (`gaps`: {first, last, count, afterAt,
+ * beforeAt}, where afterAt/beforeAt are the send times of the datagrams on either side of the gap — the lost ones
+ * were sent in between).
  */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { parseArgs } from 'node:util';
 import { MagicSocket } from '../src/magicsock/magic-socket.js';
 import type { PathInfo } from '../src/magicsock/peer-state.js';
@@ -21,7 +35,8 @@ import { fromHex } from '../src/internal/bytes.js';
 
 const T0 = performance.now();
 const ms = (): number => Math.round(performance.now() - T0);
-const emit = (o: Record<string, unknown>): void => void process.stdout.write(`${JSON.stringify({ ms: ms(), ...o })}\n`);
+const emit = (o: Record<string, unknown>): void =>
+  void process.stdout.write(`${JSON.stringify({ ms: ms(), at: Date.now(), ...o })}\n`);
 
 function fail(message: string): never {
   emit({ event: 'error', message });
@@ -37,15 +52,29 @@ const { values } = parseArgs({
     'derp-stun-port': { type: 'string' },
     'duration-ms': { type: 'string' },
     'interval-ms': { type: 'string' },
+    'silence-ms': { type: 'string' },
     port: { type: 'string' },
     name: { type: 'string' },
   },
   strict: false,
 });
-const key = typeof values.key === 'string' && /^[0-9a-f]{64}$/.test(values.key) ? values.key : fail('--key: 64 hex digits required');
-const peerHex = typeof values.peer === 'string' && /^[0-9a-f]{64}$/.test(values.peer) ? values.peer : fail('--peer: 64 hex digits required');
-const durationMs = Number(values['duration-ms'] ?? 8000);
-const intervalMs = Number(values['interval-ms'] ?? 50);
+const key =
+  typeof values.key === 'string' && /^[0-9a-f]{64}$/.test(values.key)
+    ? values.key
+    : fail('--key: 64 hex digits required');
+const peerHex =
+  typeof values.peer === 'string' && /^[0-9a-f]{64}$/.test(values.peer)
+    ? values.peer
+    : fail('--peer: 64 hex digits required');
+const num = (name: string, dflt: number): number => {
+  const v = values[name];
+  const n = Number(v ?? dflt);
+  return Number.isFinite(n) && n > 0 ? n : fail(`--${name}: a positive number required, got ${String(v)}`);
+};
+const durationMs = num('duration-ms', 8000);
+const intervalMs = num('interval-ms', 50);
+/** A pause in delivery at least this long is reported as a `silence` line when delivery resumes. */
+const silenceMs = num('silence-ms', Math.max(250, 5 * intervalMs));
 const stunServers = ((values.stun as string[] | undefined) ?? []).map((s) => {
   try {
     return parseAddrPort(s);
@@ -64,11 +93,31 @@ if (typeof values.derp === 'string') {
         regionId: 900,
         regionCode: 'lab',
         regionName: 'nat-lab internet',
-        nodes: [{ name: '900a', hostName: u.hostname, ipv4: u.hostname, derpPort: Number(u.port || 80), stunPort, insecureForTests: true }],
+        nodes: [
+          {
+            name: '900a',
+            hostName: u.hostname,
+            ipv4: u.hostname,
+            derpPort: Number(u.port || 80),
+            stunPort,
+            insecureForTests: true,
+          },
+        ],
       },
     ],
   };
 }
+
+// ---- relay state ----------------------------------------------------------------------------------------------
+
+// The DERP client publishes every region state change on a diagnostics channel (no polling, nothing missed).
+const onDerpState = (m: unknown): void => {
+  const o = m as { region?: number; state?: string; error?: unknown };
+  if (o.region === undefined || typeof o.state !== 'string') return; // connection-level lines: the region's suffice
+  const error = o.error === undefined ? undefined : o.error instanceof Error ? o.error.message : String(o.error);
+  emit({ event: 'relay', state: o.state, ...(error ? { lastError: error } : {}) });
+};
+subscribe('meshsock:derp:client', onDerpState);
 
 const peer = new PublicKey(fromHex(peerHex));
 const sock = await MagicSocket.create({
@@ -78,53 +127,116 @@ const sock = await MagicSocket.create({
   ...(derpMap ? { derpMap } : {}),
 });
 emit({ event: 'ready', local: sock.status().localAddresses, name: values.name });
+// The socket documents no 'error' event; if one is ever emitted, report it instead of crashing.
+(sock as unknown as NodeJS.EventEmitter).on('error', (e: unknown) =>
+  emit({ event: 'error', message: `socket emitted error: ${String(e)}` }),
+);
 
-const describe = (p: PathInfo) => (p.type === 'direct' ? { type: 'direct', addr: p.addr } : p.type === 'derp' ? { type: 'derp', region: p.region } : { type: 'none' });
+const describe = (p: PathInfo): Record<string, unknown> =>
+  p.type === 'direct'
+    ? { type: 'direct', addr: p.addr }
+    : p.type === 'derp'
+      ? { type: 'derp', region: p.region }
+      : { type: 'none' };
 sock.on('path', (k, path, _prev, reason) => {
   if (k.equals(peer)) emit({ event: 'path', ...describe(path), reason });
 });
 
-let sent = 0;
+// ---- receiving ------------------------------------------------------------------------------------------------
+
+/** The last SIGUSR2 mark: which datagrams sent after it have arrived yet. */
+let mark: { n: number; at: number; resumed: boolean; direct: boolean } | undefined;
 let received = 0;
-let first = true;
+let duplicates = 0;
 let highest = -1;
-const seen = new Set<number>();
+let rxPath: string | undefined;
+let lastRxAt: number | undefined;
+/** Sender's send time per sequence number received (NaN: not received). */
+let sentAtBySeq = new Float64Array(1024).fill(NaN);
 const byPath: Record<string, number> = {};
 sock.on('message', (data, from, path) => {
-  if (!from.equals(peer) || data.length < 4) return;
-  const seq = Buffer.from(data.buffer, data.byteOffset, data.byteLength).readUInt32BE(0);
+  if (!from.equals(peer) || data.length < 12) return;
+  const now = Date.now();
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const seq = view.getUint32(0);
+  const sentAt = view.getFloat64(4);
+  if (seq >= sentAtBySeq.length) {
+    const bigger = new Float64Array(Math.max(seq + 1, 2 * sentAtBySeq.length)).fill(NaN);
+    bigger.set(sentAtBySeq);
+    sentAtBySeq = bigger;
+  }
+  if (!Number.isNaN(sentAtBySeq[seq]!)) {
+    duplicates++; // the socket promises no duplicates across paths: count any that get through
+    return;
+  }
+  sentAtBySeq[seq] = sentAt;
   received++;
-  seen.add(seq);
   highest = Math.max(highest, seq);
   byPath[path.type] = (byPath[path.type] ?? 0) + 1;
-  if (first) {
-    first = false;
-    emit({ event: 'first-datagram', via: path.type });
+  if (lastRxAt === undefined) emit({ event: 'first-datagram', via: path.type });
+  else if (now - lastRxAt >= silenceMs)
+    emit({ event: 'silence', fromAt: lastRxAt, toAt: now, gapMs: now - lastRxAt, via: path.type, seq });
+  if (mark && sentAt >= mark.at) {
+    if (!mark.resumed) {
+      mark.resumed = true;
+      emit({ event: 'resumed', n: mark.n, via: path.type, sentAt, afterMs: now - mark.at, seq });
+    }
+    if (!mark.direct && path.type === 'direct') {
+      mark.direct = true;
+      emit({ event: 'resumed-direct', n: mark.n, sentAt, afterMs: now - mark.at, seq });
+    }
   }
+  if (rxPath !== undefined && rxPath !== path.type) emit({ event: 'rx-path', type: path.type, from: rxPath, seq });
+  rxPath = path.type;
+  lastRxAt = now;
 });
 
-sock.addPeer(peer);
-const payload = Buffer.alloc(64);
-const tick = setInterval(() => {
-  payload.writeUInt32BE(sent++, 0);
-  sock.send(peer, payload);
-}, intervalMs);
-
-/** Sequence ranges the peer sent (up to the highest we saw) that never arrived. */
-function gaps(): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
+/** Sequence ranges the peer sent (up to the highest we saw) that never arrived, with the send times around them. */
+function gaps(): Array<{
+  first: number;
+  last: number;
+  count: number;
+  afterAt: number | null;
+  beforeAt: number | null;
+}> {
+  const out: Array<{ first: number; last: number; count: number; afterAt: number | null; beforeAt: number | null }> =
+    [];
   let start = -1;
   for (let i = 0; i <= highest; i++) {
-    if (!seen.has(i)) {
-      if (start < 0) start = i;
-    } else if (start >= 0) {
-      out.push([start, i - 1]);
+    const missing = Number.isNaN(sentAtBySeq[i]!);
+    if (missing && start < 0) start = i;
+    if (!missing && start >= 0) {
+      const before = start > 0 ? sentAtBySeq[start - 1]! : NaN;
+      out.push({
+        first: start,
+        last: i - 1,
+        count: i - start,
+        afterAt: Number.isNaN(before) ? null : before,
+        beforeAt: sentAtBySeq[i]!,
+      });
       start = -1;
     }
   }
   return out;
 }
-const stats = () => emit({ event: 'stats', sent, received, highest, byPath, gaps: gaps() });
+
+// ---- sending --------------------------------------------------------------------------------------------------
+
+sock.addPeer(peer);
+let sent = 0;
+const payload = Buffer.alloc(64);
+const tick = setInterval(() => {
+  payload.writeUInt32BE(sent, 0);
+  payload.writeDoubleBE(Date.now(), 4);
+  try {
+    sock.send(peer, payload);
+    sent++;
+  } catch (e) {
+    emit({ event: 'error', message: `send threw: ${e instanceof Error ? e.message : String(e)}` });
+  }
+}, intervalMs);
+
+const stats = (): void => emit({ event: 'stats', sent, received, highest, byPath, gaps: gaps(), duplicates });
 const statsTimer = setInterval(stats, 1000);
 
 let stopping = false;
@@ -133,9 +245,17 @@ async function stop(): Promise<void> {
   stopping = true;
   clearInterval(tick);
   clearInterval(statsTimer);
+  unsubscribe('meshsock:derp:client', onDerpState);
   stats();
   const st = sock.status();
-  emit({ event: 'status', peer: st.peers[0], endpoints: st.endpoints, mappingVariesByDestIP: st.mappingVariesByDestIP, counters: st.counters });
+  emit({
+    event: 'status',
+    peer: st.peers[0],
+    endpoints: st.endpoints,
+    mappingVariesByDestIP: st.mappingVariesByDestIP,
+    relay: st.relay,
+    counters: st.counters,
+  });
   await sock.close();
   emit({ event: 'done' });
   process.exit(0);
@@ -143,3 +263,7 @@ async function stop(): Promise<void> {
 setTimeout(() => void stop(), durationMs);
 process.on('SIGTERM', () => void stop());
 process.on('SIGINT', () => void stop());
+process.on('SIGUSR2', () => {
+  mark = { n: (mark?.n ?? 0) + 1, at: Date.now(), resumed: false, direct: false };
+  emit({ event: 'mark', n: mark.n, path: describe(sock.pathOf(peer)) });
+});

@@ -85,6 +85,8 @@ export interface LabState {
   derp: { ip: string; port: number; url: string };
   /** UDP timeouts (seconds) per NAT node, as last set (defaults 30/120). */
   udpTimeouts: Record<string, { udp: number; stream: number }>;
+  /** Site pairs ("a b", sorted) whose UDP the internet drops (faults.blockUdp). */
+  blockedUdp?: string[];
   processes: ProcessRecord[];
 }
 

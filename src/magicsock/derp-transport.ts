@@ -48,6 +48,10 @@ export class DerpRelay implements RelayTransport {
       lastDerpActivity: (id) => this.client.lastActivity(id),
     });
     this.seed = opts.privateKey.publicKey.bytes;
+    // With a single region there is nothing for netcheck to choose: dial it now, so peers are reachable through it
+    // without waiting for the first report (which takes its full 3 s STUN timeout where UDP is blocked).
+    const homes = [...opts.derpMap.regions.values()].filter((r) => !r.noMeasureNoHome);
+    if (homes.length === 1) this.client.setHome(homes[0]!.regionId);
   }
 
   /** Runs a netcheck report, moves the home region if it says so, and returns our STUN-mapped endpoints. */

@@ -1,12 +1,13 @@
 /**
  * Faults, observed from outside: a NAT reboot forgets the mapping (a full-cone mapping that let a stranger in no
  * longer does), short UDP timeouts expire it, link down cuts a site or host off and link up restores it (routes
- * included), roaming changes a host's address with routes fixed, and a restarted process gets a new pid.
+ * included), roaming changes a host's address with routes fixed, a restarted process gets a new pid, and blocking UDP
+ * between two sites drops what one sends the other while STUN (in the internet namespace) still answers both.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { labSuite } from './support.js';
 import { createLab, type Lab } from '../../nat-lab/topology.js';
-import { natReboot, restartProcess, roam, setLink, setUdpTimeouts } from '../../nat-lab/faults.js';
+import { blockUdp, natReboot, restartProcess, roam, setLink, setUdpTimeouts } from '../../nat-lab/faults.js';
 import { getNodeTools } from '../../nat-lab/build-tools.js';
 import { leftovers } from '../../nat-lab/cleanup.js';
 import { sleep } from '../../nat-lab/exec.js';
@@ -106,6 +107,29 @@ labSuite('nat-lab faults', () => {
     expect(addr.stdout).toContain(`${to}/24`);
     expect(addr.stdout).not.toContain(`${from}/`);
     expect(await stunWorks('b1')).toBe(true);
+  });
+
+  it('blockUdp drops UDP forwarded between two sites but not to the internet namespace; unblocking restores it', async () => {
+    const l = await mappedListener(42200); // a1 behind full cone: b1 gets in once the mapping exists
+    let n = 0;
+    const fromB = async (): Promise<boolean> => {
+      const label = `b-${++n}`;
+      await lab.probe('b1', ['send', '--to', l.mapped, '--from', `0.0.0.0:${43000 + n}=${label}`, '--count', '2']);
+      await sleep(300);
+      return l.p.json().some((e) => e.event === 'recv' && e.data === label);
+    };
+    expect(await fromB()).toBe(true);
+    await blockUdp(lab, 'a', 'b', true);
+    expect(lab.state.blockedUdp).toEqual(['a b']);
+    expect(await fromB()).toBe(false);
+    expect(await stunWorks('b1')).toBe(true);
+    expect(await stunWorks('a1')).toBe(true);
+    const rules = await lab.exec('inet', ['nft', 'list', 'table', 'ip', 'natlab_block']);
+    expect(rules.stdout.match(/meta l4proto udp counter packets [1-9]\d* bytes \d+ drop/g)?.length).toBeGreaterThan(0);
+    await blockUdp(lab, 'a', 'b', false);
+    expect(lab.state.blockedUdp).toEqual([]);
+    expect(await fromB()).toBe(true);
+    await l.p.kill();
   });
 
   it('restartProcess restarts a DERP-slot process with a new pid', async () => {

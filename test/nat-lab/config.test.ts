@@ -16,6 +16,8 @@ import {
   MATRIX_PROFILES,
   expectedOutcome,
   matrixCells,
+  MESHSOCK_PEER_CAPS,
+  STAND_IN_PEER_CAPS,
   type CellResult,
   type MatrixReport,
 } from '../../nat-lab/matrix.js';
@@ -185,6 +187,18 @@ describe('nat-lab matrix expectations', () => {
     }
     expect(names).toEqual([...want].sort());
     for (const [a, b] of derpCells) expect(expectedOutcome(a, b).reason.length).toBeGreaterThan(20);
+  });
+
+  it('a peer without port mapping relays portmap × hard too, and says why; meshsock maps ports', () => {
+    const noPortmap = { portMapping: false };
+    const changed = matrixCells(MATRIX_PROFILES, false)
+      .filter(([a, b]) => expectedOutcome(a, b, noPortmap).path !== expectedOutcome(a, b).path)
+      .map(([a, b]) => `${a}×${b}`)
+      .sort();
+    expect(changed).toEqual(['hard×portmap', 'portmap×hard']);
+    expect(expectedOutcome('portmap', 'hard', noPortmap).reason).toMatch(/does not ask for a mapping/);
+    expect(expectedOutcome('hard', 'portmap', STAND_IN_PEER_CAPS).path).toBe('direct');
+    expect(expectedOutcome('hard', 'portmap', MESHSOCK_PEER_CAPS).path).toBe('direct');
   });
 
   it('same-lan is direct; a full matrix is every ordered pair plus two same-lan cells', () => {
