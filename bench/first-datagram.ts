@@ -16,7 +16,22 @@ const rounds = Number(process.argv[2] ?? 30);
 const server = await DerpServer.listen({ host: '127.0.0.1', port: 0, stunPort: 0 });
 const port = Number(new URL(server.url).port);
 const derpMap = {
-  regions: [{ regionId: 900, regionCode: 'lo', nodes: [{ name: '900a', hostName: '127.0.0.1', ipv4: '127.0.0.1', derpPort: port, stunPort: server.stunAddress!.port, insecureForTests: true }] }],
+  regions: [
+    {
+      regionId: 900,
+      regionCode: 'lo',
+      nodes: [
+        {
+          name: '900a',
+          hostName: '127.0.0.1',
+          ipv4: '127.0.0.1',
+          derpPort: port,
+          stunPort: server.stunAddress!.port,
+          insecureForTests: true,
+        },
+      ],
+    },
+  ],
 };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)]!;
@@ -66,7 +81,10 @@ for (let i = 0; i < rounds; i++) {
   // Wait until both have their home region connected (what a long-running node has).
   const ready = (s: MagicSocket) =>
     new Promise<void>((resolve) => {
-      const check = () => ((s.status().relay as { regions?: Array<{ state: string }> }).regions?.some((r) => r.state === 'connected') ? resolve() : setTimeout(check, 5));
+      const check = () =>
+        (s.status().relay as { regions?: Array<{ state: string }> }).regions?.some((r) => r.state === 'connected')
+          ? resolve()
+          : setTimeout(check, 5);
       check();
     });
   await Promise.all([ready(a), ready(b)]);
@@ -86,5 +104,9 @@ const f = (x: number) => `${x.toFixed(3)} ms`;
 console.log(`first-datagram latency of a new peer (${rounds} rounds, loopback, DERP home already connected)`);
 console.log(`  baseline  DERP ping round trip:        p50 ${f(median(rtts))}  p90 ${f(p90(rtts))}`);
 console.log(`  baseline  DERP one-way packet:          p50 ${f(median(oneWay))}  p90 ${f(p90(oneWay))}`);
-console.log(`  meshsock  addPeer+send → 'message':    p50 ${f(median(first))}  p90 ${f(p90(first))}  (first datagram via ${JSON.stringify(firstPaths)})`);
-console.log(`  ratio     first datagram / DERP round trip: ${(median(first) / median(rtts)).toFixed(2)}× (target ≤ 1×: one relay trip, no waiting for discovery)`);
+console.log(
+  `  meshsock  addPeer+send → 'message':    p50 ${f(median(first))}  p90 ${f(p90(first))}  (first datagram via ${JSON.stringify(firstPaths)})`,
+);
+console.log(
+  `  ratio     first datagram / DERP round trip: ${(median(first) / median(rtts)).toFixed(2)}× (target ≤ 1×: one relay trip, no waiting for discovery)`,
+);

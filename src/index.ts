@@ -9,9 +9,9 @@
  * sock.send(peerKey, data);
  * ```
  */
-export { MagicSocket } from "./magicsock/magic-socket.js";
-export { MAX_DATAGRAM, type MagicSocketOptions } from "./magicsock/options.js";
-export type { PeerStatus, SocketStatus } from "./magicsock/status.js";
+export { MagicSocket } from './magicsock/magic-socket.js';
+export { MAX_DATAGRAM, type MagicSocketOptions } from './magicsock/options.js';
+export type { PeerStatus, SocketStatus } from './magicsock/status.js';
 export type { PathInfo, PeerHints } from './magicsock/peer-state.js';
 export type { ReceivedMessage } from './magicsock/message-iterator.js';
 export type { RelayTransport } from './magicsock/relay.js';

@@ -77,7 +77,8 @@ export function formatLatency(ms: number): string {
 function formatTime(d: Date): string {
   const pad = (n: number, w = 2) => String(n).padStart(w, '0');
   const off = -d.getTimezoneOffset();
-  const tz = off === 0 ? 'Z' : `${off > 0 ? '+' : '-'}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+  const tz =
+    off === 0 ? 'Z' : `${off > 0 ? '+' : '-'}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
   return (
     `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
     `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}${tz}`
@@ -150,7 +151,10 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 }
 
 /** Runs `meshsock netcheck`; resolves with the exit code (0 ok, 1 failure, 2 usage). */
-export async function run(argv: string[], io: NetcheckIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function run(
+  argv: string[],
+  io: NetcheckIo = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -185,13 +189,15 @@ export async function run(argv: string[], io: NetcheckIo = { stdout: process.std
   let everyMs = 0;
   if (values['every'] !== undefined) {
     const d = parseDuration(values['every'] as string);
-    if (d === undefined || d <= 0) return usage(`--every: "${String(values['every'])}" is not a duration like 30s or 1m`);
+    if (d === undefined || d <= 0)
+      return usage(`--every: "${String(values['every'])}" is not a duration like 30s or 1m`);
     everyMs = d;
   }
   let bindPort: number | undefined;
   if (values['bind-port'] !== undefined) {
     const p = Number(values['bind-port']);
-    if (!Number.isInteger(p) || p < 0 || p > 65535) return usage(`--bind-port: "${String(values['bind-port'])}" is not a port`);
+    if (!Number.isInteger(p) || p < 0 || p > 65535)
+      return usage(`--bind-port: "${String(values['bind-port'])}" is not a port`);
     bindPort = p;
   }
   const mapArg = values['derp-map'] as string | undefined;
@@ -204,7 +210,8 @@ export async function run(argv: string[], io: NetcheckIo = { stdout: process.std
     return isMeshsockError(err) ? 2 : 1;
   }
   const verbose = values['verbose'] === true;
-  if (format.startsWith('json')) io.stderr.write('# Warning: this JSON format is not yet considered a stable interface\n');
+  if (format.startsWith('json'))
+    io.stderr.write('# Warning: this JSON format is not yet considered a stable interface\n');
 
   // With --every, Ctrl-C ends the loop cleanly (exit 0) unless the caller brought its own signal.
   let signal = io.signal;

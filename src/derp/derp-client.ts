@@ -44,7 +44,8 @@ export interface DerpClientEvents {
   state: [status: RegionStatus];
 }
 
-export type DerpClientCounter = 'sent' | 'dropNoRoute' | 'dropRegion' | 'dropClosed' | 'regionsOpened' | 'regionsClosedIdle';
+export type DerpClientCounter =
+  'sent' | 'dropNoRoute' | 'dropRegion' | 'dropClosed' | 'regionsOpened' | 'regionsClosedIdle';
 
 /** The DERP transport: home + on-demand regions. */
 export class DerpClient extends EventEmitter<DerpClientEvents> {
@@ -60,15 +61,15 @@ export class DerpClient extends EventEmitter<DerpClientEvents> {
   constructor(opts: DerpClientOptions) {
     super();
     if (!opts?.derpMap || !(opts.derpMap.regions instanceof Map))
-      throw new MeshsockError(ErrorCode.BAD_CONFIG, 'DerpClient needs a parsed DERP map (parseDerpMap); there is no default');
+      throw new MeshsockError(
+        ErrorCode.BAD_CONFIG,
+        'DerpClient needs a parsed DERP map (parseDerpMap); there is no default',
+      );
     if (!opts.privateKey) throw new TypeError('"privateKey" is required');
     this.opts = opts;
     this.map = opts.derpMap;
     this.clock = opts.clock ?? systemClock;
-    this.routes = new DerpRoutes(
-      (id) => this.map.regions.has(id),
-      opts.idleCloseMs ?? DERP.INACTIVE_REGION_CLOSE_MS,
-    );
+    this.routes = new DerpRoutes((id) => this.map.regions.has(id), opts.idleCloseMs ?? DERP.INACTIVE_REGION_CLOSE_MS);
     this.timer = new DriverTimer(this.clock, () => this.onTimer());
     if (opts.signal) {
       if (opts.signal.aborted) this.close();
@@ -151,7 +152,9 @@ export class DerpClient extends EventEmitter<DerpClientEvents> {
     const rc = open ? this.openRegion(regionId) : this.regions.get(regionId);
     this.rearm();
     if (!rc)
-      return Promise.reject(new MeshsockError(ErrorCode.BAD_CONFIG, `DERP region ${regionId} has no DERP node to ping`));
+      return Promise.reject(
+        new MeshsockError(ErrorCode.BAD_CONFIG, `DERP region ${regionId} has no DERP node to ping`),
+      );
     return rc.ping(opts);
   }
 

@@ -152,7 +152,13 @@ function bool(obj: Record<string, unknown>, where: string, ...names: string[]): 
   return v;
 }
 
-function int(obj: Record<string, unknown>, where: string, min: number, max: number, ...names: string[]): number | undefined {
+function int(
+  obj: Record<string, unknown>,
+  where: string,
+  min: number,
+  max: number,
+  ...names: string[]
+): number | undefined {
   const v = field(obj, ...names);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)

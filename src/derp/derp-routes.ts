@@ -102,7 +102,8 @@ export class DerpRoutes {
     if (regionId !== 0 && this.active.has(regionId)) return { regionId, open: false, via: 'region' };
     if (peerHex !== undefined) {
       const r = this.heardOn.get(peerHex);
-      if (r !== undefined && this.active.has(r) && this.up.has(r)) return { regionId: r, open: false, via: 'reply-route' };
+      if (r !== undefined && this.active.has(r) && this.up.has(r))
+        return { regionId: r, open: false, via: 'reply-route' };
     }
     if (regionId === 0 || !this.isKnownRegion(regionId)) return undefined;
     return { regionId, open: true, via: 'on-demand' };

@@ -163,7 +163,10 @@ export class RegionClient extends EventEmitter<RegionClientEvents> {
   constructor(opts: RegionClientOptions) {
     super();
     if (derpNodes(opts.region).length === 0)
-      throw new MeshsockError(ErrorCode.BAD_CONFIG, `DERP region ${opts.region.regionId} has no DERP (non-STUN-only) node`);
+      throw new MeshsockError(
+        ErrorCode.BAD_CONFIG,
+        `DERP region ${opts.region.regionId} has no DERP (non-STUN-only) node`,
+      );
     this.opts = opts;
     this.region = opts.region;
     this.privateKey = opts.privateKey;
@@ -231,7 +234,8 @@ export class RegionClient extends EventEmitter<RegionClientEvents> {
     const timeoutMs = opts.timeoutMs ?? DERP_CLIENT.PING_TIMEOUT_MS;
     return new Promise<number>((resolve, reject) => {
       if (opts.signal?.aborted) return reject(abortError(opts.signal));
-      if (this.stateName === 'closed') return reject(new MeshsockError(ErrorCode.CLOSED, 'DERP region client is closed'));
+      if (this.stateName === 'closed')
+        return reject(new MeshsockError(ErrorCode.CLOSED, 'DERP region client is closed'));
       let entry: PendingPing | undefined;
       let done = false;
       const finish = (err: unknown, ms?: number): void => {
@@ -247,7 +251,9 @@ export class RegionClient extends EventEmitter<RegionClientEvents> {
       const onAbort = (): void => finish(abortError(opts.signal!));
       const cancelTimer = this.clock.setTimer(() => {
         this.counters.inc('pingTimeouts');
-        finish(new MeshsockError(ErrorCode.TIMEOUT, `no DERP pong from region ${this.region.regionId} in ${timeoutMs} ms`));
+        finish(
+          new MeshsockError(ErrorCode.TIMEOUT, `no DERP pong from region ${this.region.regionId} in ${timeoutMs} ms`),
+        );
       }, timeoutMs);
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       const sendNow = (): void => {
@@ -450,7 +456,9 @@ export class RegionClient extends EventEmitter<RegionClientEvents> {
       conn.once('close', (err) => {
         if (this.conn === conn) this.conn = undefined;
         this.failPings(
-          new MeshsockError(ErrorCode.CLOSED, `DERP region ${this.region.regionId} link lost before the pong`, { cause: err }),
+          new MeshsockError(ErrorCode.CLOSED, `DERP region ${this.region.regionId} link lost before the pong`, {
+            cause: err,
+          }),
         );
         resolve(err);
       });

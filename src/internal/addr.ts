@@ -112,7 +112,7 @@ export function ipFrom16(b: Uint8Array, off = 0): string {
   // RFC 5952: compress the longest run (>= 2) of zero words, first one on ties.
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (words[i] !== 0) {
       i++;
       continue;

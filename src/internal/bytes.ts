@@ -11,7 +11,8 @@ export function toHex(b: Uint8Array): string {
 /** Parses hex, ignoring whitespace. Throws TypeError on odd length or a non-hex digit. */
 export function fromHex(hex: string): Uint8Array {
   const h = hex.replace(/\s+/g, '');
-  if (h.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(h)) throw new TypeError(`"hex" is not valid hex: ${hex.slice(0, 40)}`);
+  if (h.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(h))
+    throw new TypeError(`"hex" is not valid hex: ${hex.slice(0, 40)}`);
   const out = new Uint8Array(h.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(h.slice(i * 2, i * 2 + 2), 16);
   return out;

@@ -95,7 +95,12 @@ export function boxOpen(sealed: Uint8Array, nonce: Uint8Array, theirs: PublicKey
 }
 
 /** Tailscale's NodePrivate.SealTo: a fresh random nonce, then the box; output nonce || tag || ciphertext. */
-export function sealTo(mine: PrivateKey, theirs: PublicKey, plaintext: Uint8Array, rng: RandomSource = systemRandom): Uint8Array {
+export function sealTo(
+  mine: PrivateKey,
+  theirs: PublicKey,
+  plaintext: Uint8Array,
+  rng: RandomSource = systemRandom,
+): Uint8Array {
   const nonce = rng(NONCE_LEN);
   const sealed = box(plaintext, nonce, theirs, mine);
   const out = new Uint8Array(NONCE_LEN + sealed.length);

@@ -107,7 +107,8 @@ export class PrivateKey {
   static parse(text: string, kind: KeyKind = 'node'): PrivateKey {
     if (typeof text !== 'string') throw new TypeError(`"text" expected string, got ${typeof text}`);
     const hex = text.startsWith('privkey:') ? text.slice(8) : text;
-    if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new MeshsockError(ErrorCode.BAD_KEY, 'not a private key (privkey:<64 hex>)');
+    if (!/^[0-9a-fA-F]{64}$/.test(hex))
+      throw new MeshsockError(ErrorCode.BAD_KEY, 'not a private key (privkey:<64 hex>)');
     return new PrivateKey(fromHex(hex), kind);
   }
 

@@ -38,7 +38,12 @@ export class DerpRelay implements RelayTransport {
     send: (bytes: Uint8Array, to: AddrPort) => void;
     families: { v4: boolean; v6: boolean };
   }) {
-    this.client = new DerpClient({ privateKey: opts.privateKey, derpMap: opts.derpMap, clock: opts.clock, rng: opts.rng });
+    this.client = new DerpClient({
+      privateKey: opts.privateKey,
+      derpMap: opts.derpMap,
+      clock: opts.clock,
+      rng: opts.rng,
+    });
     this.netcheck = new Netcheck({
       derpMap: opts.derpMap,
       send: opts.send,
@@ -71,7 +76,8 @@ export class DerpRelay implements RelayTransport {
    */
   onRebind(): void {
     const local = new Set<string>();
-    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) local.add(normalizeIp(a.address));
+    for (const list of Object.values(networkInterfaces()))
+      for (const a of list ?? []) local.add(normalizeIp(a.address));
     for (const st of this.client.status()) {
       if (!st.connected) continue;
       const ip = st.localAddress?.ip;
@@ -79,7 +85,9 @@ export class DerpRelay implements RelayTransport {
         this.client.reconnect(st.regionId);
         continue;
       }
-      this.client.ping(st.regionId, { timeoutMs: REBIND_PING_TIMEOUT_MS }).catch(() => this.client.reconnect(st.regionId));
+      this.client
+        .ping(st.regionId, { timeoutMs: REBIND_PING_TIMEOUT_MS })
+        .catch(() => this.client.reconnect(st.regionId));
     }
   }
 

@@ -341,7 +341,8 @@ export class PeerEndpoint {
     if (!this.discoveryWanted(now) && now - this.lastSendAt >= MAGICSOCK.SESSION_ACTIVE_TIMEOUT_MS)
       return NotDirectReason.IDLE;
     if (this.best || this.everHadBest) return NotDirectReason.PATH_LOST;
-    for (const c of this.candidates.values()) if (c.unansweredPings < MAGICSOCK.DISCOVERY_RETRY_MS.length + 1) return NotDirectReason.DISCOVERING;
+    for (const c of this.candidates.values())
+      if (c.unansweredPings < MAGICSOCK.DISCOVERY_RETRY_MS.length + 1) return NotDirectReason.DISCOVERING;
     return NotDirectReason.NO_PONG;
   }
 
@@ -374,7 +375,9 @@ export class PeerEndpoint {
     let sent = false;
     if (this.hasDiscoKey) {
       for (const c of this.candidates.values()) {
-        const due = full ? now - c.lastPing >= MAGICSOCK.DISCO_PING_INTERVAL_MS || c.nextPingAt <= now : c.nextPingAt <= now;
+        const due = full
+          ? now - c.lastPing >= MAGICSOCK.DISCO_PING_INTERVAL_MS || c.nextPingAt <= now
+          : c.nextPingAt <= now;
         if (!due) continue;
         if (this.best?.key === c.key && this.trustedBest(now)) continue;
         this.ping(c.addr, c.key, now, PingPurpose.DISCOVERY, out);

@@ -126,7 +126,10 @@ export class LocalEndpoints {
   }
 
   stale(now: number): boolean {
-    return (this.stunServers.length > 0 || this.extraProbe !== undefined) && now - this.updatedAt > MAGICSOCK.ENDPOINTS_FRESH_MS;
+    return (
+      (this.stunServers.length > 0 || this.extraProbe !== undefined) &&
+      now - this.updatedAt > MAGICSOCK.ENDPOINTS_FRESH_MS
+    );
   }
 
   /** Queries every STUN server from our sockets. Resolves true when the STUN endpoint set changed. */
@@ -140,7 +143,9 @@ export class LocalEndpoints {
   private async doRefresh(now: () => number): Promise<boolean> {
     const servers = this.stunServers.filter((s) => this.udp.hasFamily(ipClass(s.ip).v6 ? 6 : 4));
     const [results, extra] = await Promise.all([
-      Promise.allSettled(servers.map((s) => this.stunClient.query(s, { timeoutMs: STUN_TIMEOUT_MS, rtoMs: STUN_RTO_MS }))),
+      Promise.allSettled(
+        servers.map((s) => this.stunClient.query(s, { timeoutMs: STUN_TIMEOUT_MS, rtoMs: STUN_RTO_MS })),
+      ),
       this.extraProbe?.().catch(() => undefined),
     ]);
     const mapped: TypedEndpoint[] = [];
@@ -155,7 +160,10 @@ export class LocalEndpoints {
     this.udpWorks = servers.length || extra ? mapped.length > 0 || extra?.udp === true : undefined;
     if (v4.length >= 2) this.mappingVariesByDestIP = new Set(v4).size > 1;
     if (extra?.mappingVariesByDestIP) this.mappingVariesByDestIP = true;
-    const before = this.stun.map((e) => formatAddrPort(e.addr)).sort().join(',');
+    const before = this.stun
+      .map((e) => formatAddrPort(e.addr))
+      .sort()
+      .join(',');
     const dedup = new Map(mapped.map((e) => [formatAddrPort(e.addr), e]));
     this.stun = [...dedup.values()];
     this.updatedAt = now();

@@ -13,7 +13,14 @@ import type { DiscoMessage } from '../disco/message.js';
 import { ErrorCode, MeshsockError } from '../errors.js';
 import { formatAddrPort, normalizeIp, type AddrPort } from '../internal/addr.js';
 import { bytesEqual, toHex } from '../internal/bytes.js';
-import { DriverTimer, randomFloat, systemClock, systemRandom, type Clock, type RandomSource } from '../internal/clock.js';
+import {
+  DriverTimer,
+  randomFloat,
+  systemClock,
+  systemRandom,
+  type Clock,
+  type RandomSource,
+} from '../internal/clock.js';
 import { Counters, channels, publish } from '../internal/diagnostics.js';
 import { PrivateKey, PublicKey } from '../key/keys.js';
 import { openSignal, isSignalEnvelope, sealSignal, signalSender } from '../signal/envelope.js';
@@ -35,14 +42,41 @@ import { MessageIterator, type ReceivedMessage } from './message-iterator.js';
 import { interfaceSignature } from './interfaces.js';
 
 type CounterName =
-  | 'rx-data' | 'tx-data' | 'tx-data-derp' | 'rx-data-derp' | 'rx-stun' | 'rx-disco' | 'tx-disco'
-  | 'drop-unknown-source' | 'drop-unproven-source' | 'drop-stun-unmatched' | 'drop-disco-unknown-key' | 'drop-disco-bad-box'
-  | 'drop-disco-malformed' | 'drop-disco-wrong-node-key' | 'drop-pong-unmatched' | 'drop-cmm-not-signalled'
-  | 'drop-signal-malformed' | 'drop-signal-unknown-peer' | 'drop-signal-bad-box' | 'drop-signal-unexpected'
-  | 'drop-relay-unknown-peer' | 'drop-duplicate' | 'drop-pending-full' | 'drop-pending-expired'
-  | 'drop-iterator-full' | 'drop-no-path' | 'drop-relay-send' | 'send-errors' | 'signal-send-errors'
-  | 'signal-sent' | 'signal-received' | 'cmm-no-channel' | 'rebinds' | 'restun' | 'portmap-errors';
-
+  | 'rx-data'
+  | 'tx-data'
+  | 'tx-data-derp'
+  | 'rx-data-derp'
+  | 'rx-stun'
+  | 'rx-disco'
+  | 'tx-disco'
+  | 'drop-unknown-source'
+  | 'drop-unproven-source'
+  | 'drop-stun-unmatched'
+  | 'drop-disco-unknown-key'
+  | 'drop-disco-bad-box'
+  | 'drop-disco-malformed'
+  | 'drop-disco-wrong-node-key'
+  | 'drop-pong-unmatched'
+  | 'drop-cmm-not-signalled'
+  | 'drop-signal-malformed'
+  | 'drop-signal-unknown-peer'
+  | 'drop-signal-bad-box'
+  | 'drop-signal-unexpected'
+  | 'drop-relay-unknown-peer'
+  | 'drop-duplicate'
+  | 'drop-pending-full'
+  | 'drop-pending-expired'
+  | 'drop-iterator-full'
+  | 'drop-no-path'
+  | 'drop-relay-send'
+  | 'send-errors'
+  | 'signal-send-errors'
+  | 'signal-sent'
+  | 'signal-received'
+  | 'cmm-no-channel'
+  | 'rebinds'
+  | 'restun'
+  | 'portmap-errors';
 
 // Typed event signatures for the EventEmitter below (declaration merging is the documented Node idiom).
 // eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
@@ -94,7 +128,8 @@ export class MagicSocket extends EventEmitter {
   private constructor(opts: MagicSocketOptions) {
     super();
     this.privateKey = typeof opts.privateKey === 'string' ? PrivateKey.parse(opts.privateKey) : opts.privateKey;
-    if (!(this.privateKey instanceof PrivateKey)) throw new TypeError('"privateKey" must be a PrivateKey or privkey: text');
+    if (!(this.privateKey instanceof PrivateKey))
+      throw new TypeError('"privateKey" must be a PrivateKey or privkey: text');
     this.clock = opts.clock ?? systemClock;
     this.rng = opts.rng ?? systemRandom;
     this.discoKey = PrivateKey.generate('disco', this.rng);
@@ -218,9 +253,11 @@ export class MagicSocket extends EventEmitter {
   send(peer: PublicKey | string, data: Uint8Array): void {
     if (this.closed) throw new MeshsockError(ErrorCode.CLOSED, 'socket is closed');
     const p = this.peers.get(typeof peer === 'string' ? toPublicKey(peer, 'peer').hex : peer.hex);
-    if (p === undefined) throw new MeshsockError(ErrorCode.UNKNOWN_PEER, `unknown peer ${String(peer)}; call addPeer first`);
+    if (p === undefined)
+      throw new MeshsockError(ErrorCode.UNKNOWN_PEER, `unknown peer ${String(peer)}; call addPeer first`);
     if (!(data instanceof Uint8Array)) throw new TypeError(`"data" expected Uint8Array, got ${typeof data}`);
-    if (data.length > MAX_DATAGRAM) throw new MeshsockError(ErrorCode.TOO_LARGE, `datagram of ${data.length} bytes exceeds ${MAX_DATAGRAM}`);
+    if (data.length > MAX_DATAGRAM)
+      throw new MeshsockError(ErrorCode.TOO_LARGE, `datagram of ${data.length} bytes exceeds ${MAX_DATAGRAM}`);
     const now = this.clock.now();
     p.txPackets++;
     p.txBytes += data.length;
@@ -368,7 +405,8 @@ export class MagicSocket extends EventEmitter {
     if (isStun(msg)) {
       this.counters.inc('rx-stun');
       const from = { ip: normalizeIp(ip), port };
-      if (!this.derp?.handleStunPacket(msg, from) && !this.stun.handlePacket(msg, from)) this.counters.inc('drop-stun-unmatched');
+      if (!this.derp?.handleStunPacket(msg, from) && !this.stun.handlePacket(msg, from))
+        this.counters.inc('drop-stun-unmatched');
       return;
     }
     if (isDisco(msg)) {
@@ -454,7 +492,12 @@ export class MagicSocket extends EventEmitter {
   }
 
   /** A disco packet over UDP (`src` set) or DERP (`region` and `relaySrc` set). */
-  private handleDisco(msg: Uint8Array, src: AddrPort | undefined, region: number | undefined, relaySrc: PublicKey | undefined): void {
+  private handleDisco(
+    msg: Uint8Array,
+    src: AddrPort | undefined,
+    region: number | undefined,
+    relaySrc: PublicKey | undefined,
+  ): void {
     this.counters.inc('rx-disco');
     const senderHex = toHex(msg.subarray(6, 38));
     let p = this.byDisco.get(senderHex);
@@ -478,16 +521,27 @@ export class MagicSocket extends EventEmitter {
     p.knowsOurDisco = true;
     const now = this.clock.now();
     if (region !== undefined) p.lastHeardRegion = region;
-    publish(channels.disco, () => ({ dir: 'rx', type: m.type, peer: p.key.toString(), addr: src && formatAddrPort(src), region }));
+    publish(channels.disco, () => ({
+      dir: 'rx',
+      type: m.type,
+      peer: p.key.toString(),
+      addr: src && formatAddrPort(src),
+      region,
+    }));
     switch (m.type) {
       case 'ping': {
-        if (m.nodeKey && !bytesEqual(m.nodeKey, p.key.bytes)) return this.drop('drop-disco-wrong-node-key', 'disco', src);
+        if (m.nodeKey && !bytesEqual(m.nodeKey, p.key.bytes))
+          return this.drop('drop-disco-wrong-node-key', 'disco', src);
         if (src) {
           // Our own ping (if any) goes out before the pong, so the peer answers it before it starts sending data.
           this.run(p, p.core.onPing(src, now), now);
           this.sendDisco(p, src, { type: 'pong', txId: m.txId, src });
         } else if (this.relay) {
-          this.relay.send(region, p.key, this.sealFor(p, { type: 'pong', txId: m.txId, src: { ip: '127.3.3.40', port: region ?? 0 } }));
+          this.relay.send(
+            region,
+            p.key,
+            this.sealFor(p, { type: 'pong', txId: m.txId, src: { ip: '127.3.3.40', port: region ?? 0 } }),
+          );
         }
         break;
       }
@@ -534,7 +588,8 @@ export class MagicSocket extends EventEmitter {
       // A new disco key means the peer restarted: whatever we knew about its paths is stale.
       if (oldDisco) this.run(p, p.core.reset(now), now);
     }
-    const knowsUs = content.knownReceiverDisco !== undefined && bytesEqual(content.knownReceiverDisco, this.discoPublicKey.bytes);
+    const knowsUs =
+      content.knownReceiverDisco !== undefined && bytesEqual(content.knownReceiverDisco, this.discoPublicKey.bytes);
     if (knowsUs) p.knowsOurDisco = true;
     this.run(p, p.core.onCallMeMaybe(content.message.endpoints, now, knowsUs), now);
     this.rearm();
@@ -551,7 +606,8 @@ export class MagicSocket extends EventEmitter {
     for (const a of actions) {
       switch (a.kind) {
         case 'ping':
-          if (p.discoShared) this.sendDisco(p, a.to, { type: 'ping', txId: a.txId, nodeKey: this.publicKey.bytes, padding: 0 }, true);
+          if (p.discoShared)
+            this.sendDisco(p, a.to, { type: 'ping', txId: a.txId, nodeKey: this.publicKey.bytes, padding: 0 }, true);
           break;
         case 'callMeMaybe':
           this.sendCallMeMaybe(p, now);
@@ -613,9 +669,11 @@ export class MagicSocket extends EventEmitter {
   private sendCallMeMaybe(p: PeerState, now: number): void {
     if (this.endpoints.stale(now)) {
       // Endpoints older than ENDPOINTS_FRESH_MS: refresh them first so the peer gets current ones.
-      void this.endpoints.refresh(() => this.clock.now()).finally(() => {
-        if (!this.closed && this.peers.get(p.key.hex) === p) this.sendCallMeMaybeNow(p);
-      });
+      void this.endpoints
+        .refresh(() => this.clock.now())
+        .finally(() => {
+          if (!this.closed && this.peers.get(p.key.hex) === p) this.sendCallMeMaybeNow(p);
+        });
       return;
     }
     this.sendCallMeMaybeNow(p);
@@ -623,7 +681,10 @@ export class MagicSocket extends EventEmitter {
 
   private sendCallMeMaybeNow(p: PeerState): void {
     const now = this.clock.now();
-    const message: DiscoMessage = { type: 'callMeMaybe', endpoints: this.endpoints.list(now).map((e: TypedEndpoint) => e.addr) };
+    const message: DiscoMessage = {
+      type: 'callMeMaybe',
+      endpoints: this.endpoints.list(now).map((e: TypedEndpoint) => e.addr),
+    };
     const region = this.regionFor(p);
     let sent = false;
     if (this.relay?.canSend(region)) {
@@ -632,14 +693,25 @@ export class MagicSocket extends EventEmitter {
       const bytes =
         p.discoFromHints && p.discoShared
           ? this.sealFor(p, message)
-          : sealSignal(this.publicKey.bytes, p.nodeShared, { senderDisco: this.discoPublicKey.bytes, knownReceiverDisco: p.discoKey?.bytes, message }, this.rng);
+          : sealSignal(
+              this.publicKey.bytes,
+              p.nodeShared,
+              { senderDisco: this.discoPublicKey.bytes, knownReceiverDisco: p.discoKey?.bytes, message },
+              this.rng,
+            );
       sent = this.relay.send(region, p.key, bytes);
     }
     if (this.signaller) {
-      const env = sealSignal(this.publicKey.bytes, p.nodeShared, { senderDisco: this.discoPublicKey.bytes, knownReceiverDisco: p.discoKey?.bytes, message }, this.rng);
+      const env = sealSignal(
+        this.publicKey.bytes,
+        p.nodeShared,
+        { senderDisco: this.discoPublicKey.bytes, knownReceiverDisco: p.discoKey?.bytes, message },
+        this.rng,
+      );
       try {
         const r = this.signaller.send(p.key, env);
-        if (r && typeof (r as Promise<void>).catch === 'function') (r as Promise<void>).catch(() => this.counters.inc('signal-send-errors'));
+        if (r && typeof (r as Promise<void>).catch === 'function')
+          (r as Promise<void>).catch(() => this.counters.inc('signal-send-errors'));
         sent = true;
       } catch {
         this.counters.inc('signal-send-errors');
@@ -719,17 +791,19 @@ export class MagicSocket extends EventEmitter {
 
   private restun(reason: string): void {
     this.counters.inc('restun');
-    void this.endpoints.refresh(() => this.clock.now()).then((changed) => {
-      if (this.closed) return;
-      const now = this.clock.now();
-      const span = MAGICSOCK.RESTUN_MAX_MS - MAGICSOCK.RESTUN_MIN_MS;
-      this.nextRestunAt = now + MAGICSOCK.RESTUN_MIN_MS + randomFloat(this.rng) * span;
-      if (changed && reason !== 'startup') {
-        // New endpoints: tell every peer that is not on a trusted direct path.
-        for (const p of this.peers.values()) if (!p.core.trustedBest(now)) this.sendCallMeMaybeNow(p);
-      }
-      this.rearm();
-    });
+    void this.endpoints
+      .refresh(() => this.clock.now())
+      .then((changed) => {
+        if (this.closed) return;
+        const now = this.clock.now();
+        const span = MAGICSOCK.RESTUN_MAX_MS - MAGICSOCK.RESTUN_MIN_MS;
+        this.nextRestunAt = now + MAGICSOCK.RESTUN_MIN_MS + randomFloat(this.rng) * span;
+        if (changed && reason !== 'startup') {
+          // New endpoints: tell every peer that is not on a trusted direct path.
+          for (const p of this.peers.values()) if (!p.core.trustedBest(now)) this.sendCallMeMaybeNow(p);
+        }
+        this.rearm();
+      });
   }
 
   private onUdpError(err: NodeJS.ErrnoException): void {
@@ -740,7 +814,12 @@ export class MagicSocket extends EventEmitter {
 
   private maybeRebindOnError(err: NodeJS.ErrnoException): void {
     const now = this.clock.now();
-    const fatal = err.code === 'EPIPE' || err.code === 'ENOTCONN' || err.code === 'EPERM' || err.code === 'EBADF' || err.code === 'ERR_SOCKET_DGRAM_NOT_RUNNING';
+    const fatal =
+      err.code === 'EPIPE' ||
+      err.code === 'ENOTCONN' ||
+      err.code === 'EPERM' ||
+      err.code === 'EBADF' ||
+      err.code === 'ERR_SOCKET_DGRAM_NOT_RUNNING';
     if (!fatal || now - this.lastRebindAt < MAGICSOCK.REBIND_THROTTLE_MS) return;
     void this.rebind(`send-error:${err.code}`).catch(() => undefined);
   }

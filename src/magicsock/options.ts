@@ -43,7 +43,6 @@ export interface MagicSocketOptions {
   rng?: RandomSource;
 }
 
-
 export function normalizeBind(b: MagicSocketOptions['bindAddress']): { v4: string | false; v6: string | false } {
   if (b === undefined) return { v4: '0.0.0.0', v6: '::' };
   if (typeof b === 'string') {

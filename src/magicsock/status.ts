@@ -36,7 +36,6 @@ export interface SocketStatus {
   readonly counters: Record<string, number>;
 }
 
-
 const SOURCE_NAMES: Array<[number, string]> = [
   [1, 'hint'],
   [2, 'call-me-maybe'],

@@ -41,7 +41,12 @@ function literalLookup(
   else dnsLookup(hostname, options as LookupOneOptions, callback);
 }
 
-async function bindOne(type: 'udp4' | 'udp6', address: string, port: number, bufferBytes: number): Promise<dgram.Socket> {
+async function bindOne(
+  type: 'udp4' | 'udp6',
+  address: string,
+  port: number,
+  bufferBytes: number,
+): Promise<dgram.Socket> {
   const sock = dgram.createSocket({
     type,
     ipv6Only: type === 'udp6',
@@ -82,7 +87,9 @@ export class UdpTransport {
       try {
         this.attach(4, await bindOne('udp4', v4, port, bufferBytes));
       } catch (cause) {
-        throw new MeshsockError(ErrorCode.BIND, `cannot bind UDP ${v4}:${port}: ${(cause as Error).message}`, { cause });
+        throw new MeshsockError(ErrorCode.BIND, `cannot bind UDP ${v4}:${port}: ${(cause as Error).message}`, {
+          cause,
+        });
       }
     }
     if (v6 !== false) {

@@ -44,7 +44,9 @@ export function waitForPath(
     if (opts.timeoutMs !== undefined) {
       cancelTimer = clock.setTimer(() => {
         cleanup();
-        reject(new MeshsockError(ErrorCode.TIMEOUT, `no ${want} path to ${key.toString()} within ${opts.timeoutMs} ms`));
+        reject(
+          new MeshsockError(ErrorCode.TIMEOUT, `no ${want} path to ${key.toString()} within ${opts.timeoutMs} ms`),
+        );
       }, opts.timeoutMs);
     }
   });

@@ -79,7 +79,10 @@ function measureNode(node: DerpNode, signal: AbortSignal, timeoutMs: number): Pr
         }
         t0 ??= performance.now();
       };
-      if ((sock as Socket & { connecting?: boolean }).connecting || (node.scheme === 'https' && !(sock as TLSSocket).encrypted))
+      if (
+        (sock as Socket & { connecting?: boolean }).connecting ||
+        (node.scheme === 'https' && !(sock as TLSSocket).encrypted)
+      )
         sock.once(ready, mark);
       else mark();
     });
@@ -100,7 +103,9 @@ function measureNode(node: DerpNode, signal: AbortSignal, timeoutMs: number): Pr
       res.on('end', () => done(undefined, { ms, family, node: node.name }));
       res.on('close', () => done(undefined, { ms, family, node: node.name }));
     });
-    req.on('timeout', () => req.destroy(new MeshsockError(ErrorCode.TIMEOUT, `${url.href}: no answer in ${timeoutMs} ms`)));
+    req.on('timeout', () =>
+      req.destroy(new MeshsockError(ErrorCode.TIMEOUT, `${url.href}: no answer in ${timeoutMs} ms`)),
+    );
     req.on('error', (err) => done(signal.aborted ? abortError(signal) : err));
     req.end();
   });

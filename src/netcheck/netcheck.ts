@@ -131,7 +131,8 @@ export class Netcheck {
   private closed = false;
 
   constructor(private readonly opts: NetcheckOptions) {
-    if (!opts?.derpMap) throw new MeshsockError(ErrorCode.BAD_CONFIG, 'netcheck needs a DERP map (there is no default)');
+    if (!opts?.derpMap)
+      throw new MeshsockError(ErrorCode.BAD_CONFIG, 'netcheck needs a DERP map (there is no default)');
     this.map = opts.derpMap;
     this.clock = opts.clock ?? systemClock;
     if (opts.stunClient) {
@@ -144,7 +145,8 @@ export class Netcheck {
         clock: this.clock,
         send: (bytes, to) => {
           const r = send(bytes, to);
-          if (r && typeof (r as Promise<unknown>).then === 'function') return (r as Promise<unknown>).then(() => noteSent(to));
+          if (r && typeof (r as Promise<unknown>).then === 'function')
+            return (r as Promise<unknown>).then(() => noteSent(to));
           noteSent(to);
           return r;
         },
@@ -216,8 +218,7 @@ export class Netcheck {
     this.osHasIPv6Opt ??= await probeOsHasIPv6();
     const osHasIPv6 = this.osHasIPv6Opt;
     const start = this.clock.now();
-    const full =
-      this.nextFull || this.last === undefined || start - this.lastFullAt > NETCHECK.FULL_REPORT_INTERVAL_MS;
+    const full = this.nextFull || this.last === undefined || start - this.lastFullAt > NETCHECK.FULL_REPORT_INTERVAL_MS;
     const map = this.map;
     const plan = makeProbePlan(map, families, full ? undefined : this.last, this.selector.previous);
     const run = new NetcheckRun(plan, map, {
@@ -321,7 +322,11 @@ export class Netcheck {
         stopAll();
         const now = this.clock.now();
         const decision = this.selector.addReport(
-          { regionLatency: run.builder.regionLatency(), reportStart: start, lastDerpActivity: this.opts.lastDerpActivity },
+          {
+            regionLatency: run.builder.regionLatency(),
+            reportStart: start,
+            lastDerpActivity: this.opts.lastDerpActivity,
+          },
           map,
           now,
         );
@@ -446,9 +451,7 @@ export async function openStandaloneNetcheck(opts: StandaloneNetcheckOptions): P
     close() {
       closing ??= (async () => {
         netcheck.close();
-        await Promise.all(
-          [s4, s6].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve())),
-        );
+        await Promise.all([s4, s6].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve())));
       })();
       return closing;
     },

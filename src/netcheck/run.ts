@@ -80,7 +80,12 @@ export class NetcheckRun {
     this.stunEnd = Math.min(this.reportEnd, opts.start + (opts.stunTimeoutMs ?? NETCHECK.STUN_PROBE_TIMEOUT_MS));
     this.httpFallback = opts.httpFallback ?? true;
     for (const [set, list] of plan) {
-      const entries = list.map((probe) => ({ id: this.nextId++, probe, due: opts.start + probe.delayMs, state: 'waiting' as ProbeState }));
+      const entries = list.map((probe) => ({
+        id: this.nextId++,
+        probe,
+        due: opts.start + probe.delayMs,
+        state: 'waiting' as ProbeState,
+      }));
       this.sets.set(set, entries);
       this.probes.push(...entries);
     }

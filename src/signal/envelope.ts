@@ -83,7 +83,8 @@ export function openSignal(b: Uint8Array, nodeShared: SharedKey): SignalContent 
   if (!isSignalEnvelope(b)) throw new DecodeError('signal/envelope', 'not a signal envelope', 0);
   const plain = nodeShared.tryOpen(b.subarray(MAGIC_LEN + KEY, SIGNAL_HEADER_LEN), b.subarray(SIGNAL_HEADER_LEN));
   if (!plain) return undefined;
-  if (plain.length < 2 * KEY + 2) throw new DecodeError('signal/envelope', 'content shorter than two keys and a header', SIGNAL_HEADER_LEN);
+  if (plain.length < 2 * KEY + 2)
+    throw new DecodeError('signal/envelope', 'content shorter than two keys and a header', SIGNAL_HEADER_LEN);
   const known = plain.slice(KEY, 2 * KEY);
   return {
     senderDisco: plain.slice(0, KEY),

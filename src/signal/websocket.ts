@@ -47,7 +47,12 @@ export class SignalRelayServer {
   }
 
   static async listen(opts: { host?: string; port?: number } = {}): Promise<SignalRelayServer> {
-    const wss = new WebSocketServer({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 0, maxPayload: MAX_MESSAGE, perMessageDeflate: false });
+    const wss = new WebSocketServer({
+      host: opts.host ?? '127.0.0.1',
+      port: opts.port ?? 0,
+      maxPayload: MAX_MESSAGE,
+      perMessageDeflate: false,
+    });
     await new Promise<void>((resolve, reject) => {
       wss.once('listening', resolve);
       wss.once('error', reject);
@@ -125,7 +130,8 @@ export class WebSocketSignaller implements Signaller {
     private readonly url: string,
     private readonly privateKey: PrivateKey,
   ) {
-    if (!/^wss?:\/\//.test(url)) throw new MeshsockError(ErrorCode.BAD_CONFIG, `signal relay URL must be ws:// or wss://, got ${url}`);
+    if (!/^wss?:\/\//.test(url))
+      throw new MeshsockError(ErrorCode.BAD_CONFIG, `signal relay URL must be ws:// or wss://, got ${url}`);
     this.connect();
   }
 

@@ -40,7 +40,16 @@ async function mapFile(): Promise<string> {
         RegionID: 901 + i,
         RegionCode: `lab${i + 1}`,
         RegionName: `Lab ${i + 1}`,
-        Nodes: [{ Name: `90${i + 1}a`, RegionID: 901 + i, HostName: '127.0.0.1', DERPPort: s.address.port, STUNPort: s.stunAddress!.port, InsecureForTests: true }],
+        Nodes: [
+          {
+            Name: `90${i + 1}a`,
+            RegionID: 901 + i,
+            HostName: '127.0.0.1',
+            DERPPort: s.address.port,
+            STUNPort: s.stunAddress!.port,
+            InsecureForTests: true,
+          },
+        ],
       },
     ]),
   );
@@ -111,8 +120,14 @@ describe('meshsock netcheck', () => {
       if (++reports === 2) ac.abort();
       return write(s);
     };
-    expect(await run(['--derp-map', file, '--format', 'json-line', '--every', '10ms'], { ...t.io, signal: ac.signal })).toBe(0);
-    const objs = t.out().trim().split('\n').map((l) => JSON.parse(l));
+    expect(
+      await run(['--derp-map', file, '--format', 'json-line', '--every', '10ms'], { ...t.io, signal: ac.signal }),
+    ).toBe(0);
+    const objs = t
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(objs).toHaveLength(2);
     expect(objs.map((o) => o.full)).toEqual([true, false]);
   });
@@ -142,7 +157,12 @@ describe('netcheck CLI helpers', () => {
   });
 
   it('formatReport: unknown nearest, unmeasured regions last, IPv6 wording', () => {
-    const map = parseDerpMap({ regions: [{ regionId: 1, regionCode: 'a', nodes: [{ hostName: 'a.example' }] }, { regionId: 2, regionCode: 'bb', regionName: 'B', nodes: [{ hostName: 'b.example' }] }] });
+    const map = parseDerpMap({
+      regions: [
+        { regionId: 1, regionCode: 'a', nodes: [{ hostName: 'a.example' }] },
+        { regionId: 2, regionCode: 'bb', regionName: 'B', nodes: [{ hostName: 'b.example' }] },
+      ],
+    });
     const empty = new ReportBuilder(true, false, 3).finish(new Date(0), 0, 0, 'none');
     const txt = formatReport(empty, map);
     expect(txt).toContain('\t* UDP: false\n');
@@ -151,7 +171,13 @@ describe('netcheck CLI helpers', () => {
     expect(txt).toContain('\t* MappingVariesByDestIP: \n');
     expect(txt).toContain('\t* Nearest DERP: unknown (no response to latency probes)\n');
     const b = new ReportBuilder(true, true, 3);
-    b.addStun({ regionId: 2, server: { ip: '192.0.2.1', port: 1 }, family: 4, mapped: { ip: '198.51.100.1', port: 2 }, rttMs: 12.34 });
+    b.addStun({
+      regionId: 2,
+      server: { ip: '192.0.2.1', port: 1 },
+      family: 4,
+      mapped: { ip: '198.51.100.1', port: 2 },
+      rttMs: 12.34,
+    });
     const txt2 = formatReport(b.finish(new Date(0), 0, 2, 'best'), map);
     expect(txt2).toContain('\t* IPv6: no, but OS has support\n');
     expect(txt2).toContain('\t* Nearest DERP: B\n');

@@ -63,8 +63,7 @@ function until(c: DerpClient, pred: () => boolean): Promise<void> {
   });
 }
 
-const connected = (c: DerpClient, region: number) => () =>
-  c.status().some((s) => s.regionId === region && s.connected);
+const connected = (c: DerpClient, region: number) => () => c.status().some((s) => s.regionId === region && s.connected);
 
 /** A TCP relay that holds every chunk `delayMs` in each direction: a real, measurable extra latency. */
 async function delayProxy(target: number, delayMs: number): Promise<{ port: number; server: Server }> {
@@ -140,7 +139,9 @@ describe('DerpClient on loopback DERP servers', () => {
     expect(alice.status().find((s) => s.regionId === 901)!.latencyMs).toBe(rtt);
 
     // Bob leaving region 902 tells Alice (who Bob sent packets to) PeerGone{Disconnected}.
-    const gone = new Promise<[PublicKey, number, number]>((r) => alice.once('peerGone', (k, reason, reg) => r([k, reason, reg])));
+    const gone = new Promise<[PublicKey, number, number]>((r) =>
+      alice.once('peerGone', (k, reason, reg) => r([k, reason, reg])),
+    );
     bob.close();
     const [k, reason, reg] = await gone;
     expect(k.equals(keyOf(bob))).toBe(true);

@@ -81,7 +81,9 @@ describe('parseDerpMap: Tailscale JSON', () => {
   });
 
   it('matches field names case-insensitively, as Go does', () => {
-    const m = parseDerpMap({ regions: { '900': { regioncode: 'x', NODES: [{ hostname: 'h.example', derpport: 1 }] } } });
+    const m = parseDerpMap({
+      regions: { '900': { regioncode: 'x', NODES: [{ hostname: 'h.example', derpport: 1 }] } },
+    });
     expect(getRegion(m, 900).nodes[0]).toMatchObject({ hostName: 'h.example', derpPort: 1, name: '900a' });
   });
 
@@ -124,20 +126,49 @@ describe('parseDerpMap: validation', () => {
     ['bad region key', { Regions: { abc: { Nodes: [node] } } }, /region key "abc".*positive integer/],
     ['zero region id', { Regions: [{ RegionID: 0, Nodes: [node] }] }, /RegionID is required/],
     ['key/ID mismatch', { Regions: { '1': { RegionID: 2, Nodes: [node] } } }, /key "1" does not match its RegionID 2/],
-    ['duplicate region', { Regions: [{ RegionID: 1, Nodes: [node] }, { RegionID: 1, Nodes: [node] }] }, /listed twice/],
+    [
+      'duplicate region',
+      {
+        Regions: [
+          { RegionID: 1, Nodes: [node] },
+          { RegionID: 1, Nodes: [node] },
+        ],
+      },
+      /listed twice/,
+    ],
     ['no nodes', { Regions: { '1': { RegionCode: 'x', Nodes: [] } } }, /region 1 \("x"\) has no nodes/],
     ['node without host', { Regions: { '1': { Nodes: [{ Name: 'n1' }] } } }, /node "n1": HostName is required/],
-    ['node region mismatch', { Regions: { '1': { Nodes: [{ ...node, RegionID: 2 }] } } }, /does not match its region 1/],
-    ['DERPPort range', { Regions: { '1': { Nodes: [{ ...node, DERPPort: 70000 }] } } }, /DERPPort must be an integer in \[0, 65535\]/],
+    [
+      'node region mismatch',
+      { Regions: { '1': { Nodes: [{ ...node, RegionID: 2 }] } } },
+      /does not match its region 1/,
+    ],
+    [
+      'DERPPort range',
+      { Regions: { '1': { Nodes: [{ ...node, DERPPort: 70000 }] } } },
+      /DERPPort must be an integer in \[0, 65535\]/,
+    ],
     ['STUNPort type', { Regions: { '1': { Nodes: [{ ...node, STUNPort: '3478' }] } } }, /STUNPort must be an integer/],
-    ['IPv4 literal', { Regions: { '1': { Nodes: [{ ...node, IPv4: '2001:db8::1' }] } } }, /IPv4 must be an IPv4 literal or "none"/],
+    [
+      'IPv4 literal',
+      { Regions: { '1': { Nodes: [{ ...node, IPv4: '2001:db8::1' }] } } },
+      /IPv4 must be an IPv4 literal or "none"/,
+    ],
     ['IPv6 literal', { Regions: { '1': { Nodes: [{ ...node, IPv6: '192.0.2.1' }] } } }, /IPv6 must be an IPv6 literal/],
     ['bool type', { Regions: { '1': { Nodes: [{ ...node, STUNOnly: 'yes' }] } } }, /STUNOnly must be true or false/],
-    ['duplicate node name', { Regions: { '1': { Nodes: [{ ...node, Name: 'a' }] }, '2': { Nodes: [{ ...node, Name: 'a' }] } } }, /"a" is used in region 1 and region 2/],
+    [
+      'duplicate node name',
+      { Regions: { '1': { Nodes: [{ ...node, Name: 'a' }] }, '2': { Nodes: [{ ...node, Name: 'a' }] } } },
+      /"a" is used in region 1 and region 2/,
+    ],
     ['bad url', { Regions: { '1': { Nodes: [{ url: 'ftp://x' }] } } }, /must start with http:\/\/ or https:\/\//],
     ['scheme vs url', { Regions: { '1': { Nodes: [{ url: 'http://x', scheme: 'https' }] } } }, /contradicts url/],
     ['bad scheme', { Regions: { '1': { Nodes: [{ ...node, scheme: 'tcp' }] } } }, /scheme must be "http" or "https"/],
-    ['score type', { Regions: { '1': { Nodes: [node] } }, HomeParams: { RegionScore: { '1': 'fast' } } }, /RegionScore\["1"\] must be a number/],
+    [
+      'score type',
+      { Regions: { '1': { Nodes: [node] } }, HomeParams: { RegionScore: { '1': 'fast' } } },
+      /RegionScore\["1"\] must be a number/,
+    ],
   ])('%s', (_name, input, msg) => expectBadConfig(input, msg));
 
   it('getRegion names an unknown region', () => {
@@ -190,20 +221,18 @@ describe('round-trip property', () => {
       CanPort80: fc.boolean(),
       IPv4: fc.constantFrom('', 'none', '198.51.100.7'),
     });
-  const mapArb = fc
-    .uniqueArray(fc.integer({ min: 1, max: 2000 }), { minLength: 1, maxLength: 5 })
-    .chain((ids) =>
-      fc.tuple(
-        ...ids.map((id) =>
-          fc.record({
-            RegionID: fc.constant(id),
-            RegionCode: fc.string({ minLength: 1, maxLength: 4 }),
-            NoMeasureNoHome: fc.boolean(),
-            Nodes: fc.tuple(nodeArb(id, 0), nodeArb(id, 1)),
-          }),
-        ),
+  const mapArb = fc.uniqueArray(fc.integer({ min: 1, max: 2000 }), { minLength: 1, maxLength: 5 }).chain((ids) =>
+    fc.tuple(
+      ...ids.map((id) =>
+        fc.record({
+          RegionID: fc.constant(id),
+          RegionCode: fc.string({ minLength: 1, maxLength: 4 }),
+          NoMeasureNoHome: fc.boolean(),
+          Nodes: fc.tuple(nodeArb(id, 0), nodeArb(id, 1)),
+        }),
       ),
-    );
+    ),
+  );
   it('parse(toTailscaleJson(parse(x))) equals parse(x)', () => {
     fc.assert(
       fc.property(mapArb, (regions) => {

@@ -13,7 +13,10 @@ import { FakeClock } from '../../src/internal/clock.js';
 function mapOf(ids: number[], extra: Record<string, unknown> = {}, noHome: number[] = []): DerpMap {
   return parseDerpMap({
     Regions: Object.fromEntries(
-      ids.map((id) => [String(id), { RegionCode: `r${id}`, NoMeasureNoHome: noHome.includes(id), Nodes: [{ HostName: `r${id}.example` }] }]),
+      ids.map((id) => [
+        String(id),
+        { RegionCode: `r${id}`, NoMeasureNoHome: noHome.includes(id), Nodes: [{ HostName: `r${id}.example` }] },
+      ]),
     ),
     ...extra,
   });
@@ -34,7 +37,11 @@ describe('HomeRegionSelector', () => {
   it('picks the lowest latency, ties to the lower region ID', () => {
     const c = new FakeClock();
     const s = new HomeRegionSelector();
-    expect(s.addReport(report(c, { 3: 30, 2: 20, 4: 20 }), MAP, c.now())).toEqual({ regionId: 2, reason: 'best', previous: 0 });
+    expect(s.addReport(report(c, { 3: 30, 2: 20, 4: 20 }), MAP, c.now())).toEqual({
+      regionId: 2,
+      reason: 'best',
+      previous: 0,
+    });
   });
 
   it('returns 0 ("none") when nothing answered and there is no previous home', () => {
@@ -56,7 +63,11 @@ describe('HomeRegionSelector', () => {
     // ...1 ms later the first report (10 ms) falls out when the next report is added: region 1's best is now 80,
     // region 2's 50; 80 − 50 ≥ 10 ms and 50 ≤ 2/3 × 80, so the home moves.
     c.advance(1);
-    expect(s.addReport(report(c, { 1: 80, 2: 50 }), MAP, c.now())).toMatchObject({ regionId: 2, reason: 'best', previous: 1 });
+    expect(s.addReport(report(c, { 1: 80, 2: 50 }), MAP, c.now())).toMatchObject({
+      regionId: 2,
+      reason: 'best',
+      previous: 1,
+    });
     expect(s.historySize).toBe(3);
     expect(s.bestRecentLatency().get(1)).toBe(80);
   });
@@ -89,7 +100,10 @@ describe('HomeRegionSelector', () => {
     expect(s.addReport(report(c, { 1: 40, 2: 100 }), scored, c.now()).regionId).toBe(1);
     c.advance(HOME_REGION.HISTORY_MS + 1);
     // Scored: 1 → 50 × 0.5 = 25, 2 → 18. 25 − 18 < 10: keep 1. Unscored it would be 50 vs 18: a switch.
-    expect(s.addReport(report(c, { 1: 50, 2: 18 }), scored, c.now())).toMatchObject({ regionId: 1, reason: 'hysteresis-absolute' });
+    expect(s.addReport(report(c, { 1: 50, 2: 18 }), scored, c.now())).toMatchObject({
+      regionId: 1,
+      reason: 'hysteresis-absolute',
+    });
   });
 
   describe('hysteresis', () => {
@@ -103,7 +117,10 @@ describe('HomeRegionSelector', () => {
 
     it('keeps the old home when the gain is under 10 ms', () => {
       const [s, c] = withHome({ 1: 20 });
-      expect(s.addReport(report(c, { 1: 20.9, 2: 11 }), MAP, c.now())).toMatchObject({ regionId: 1, reason: 'hysteresis-absolute' });
+      expect(s.addReport(report(c, { 1: 20.9, 2: 11 }), MAP, c.now())).toMatchObject({
+        regionId: 1,
+        reason: 'hysteresis-absolute',
+      });
     });
 
     it('switches when the gain is 10 ms or more and more than a third', () => {
@@ -113,7 +130,10 @@ describe('HomeRegionSelector', () => {
 
     it('keeps the old home when best > 2/3 × old', () => {
       const [s, c] = withHome({ 1: 100 });
-      expect(s.addReport(report(c, { 1: 100, 2: 67 }), MAP, c.now())).toMatchObject({ regionId: 1, reason: 'hysteresis-relative' });
+      expect(s.addReport(report(c, { 1: 100, 2: 67 }), MAP, c.now())).toMatchObject({
+        regionId: 1,
+        reason: 'hysteresis-relative',
+      });
     });
 
     it('switches when best ≤ 2/3 × old', () => {
@@ -178,7 +198,10 @@ describe('HomeRegionSelector', () => {
     expect(s.addReport(report(c, { 1: 5, 3: 90 }), MAP, c.now())).toMatchObject({ regionId: 3, reason: 'forced' });
     c.advance(HOME_REGION.HISTORY_MS + 1);
     expect(s.addReport(report(c, { 1: 5 }), MAP, c.now()).regionId).toBe(1);
-    expect(s.addReport(report(c, { 1: 5 }, { 3: c.now() - 10 }), MAP, c.now())).toMatchObject({ regionId: 3, reason: 'forced' });
+    expect(s.addReport(report(c, { 1: 5 }, { 3: c.now() - 10 }), MAP, c.now())).toMatchObject({
+      regionId: 3,
+      reason: 'forced',
+    });
   });
 
   it('never chooses NoMeasureNoHome or unknown regions, and drops an old home that became NoMeasureNoHome', () => {
@@ -204,7 +227,9 @@ describe('HomeRegionSelector', () => {
   it('property: the result is 0, the previous home, the forced region or the best region of this report', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.dictionary(fc.constantFrom('1', '2', '3', '4'), fc.integer({ min: 1, max: 500 })), { maxLength: 8 }),
+        fc.array(fc.dictionary(fc.constantFrom('1', '2', '3', '4'), fc.integer({ min: 1, max: 500 })), {
+          maxLength: 8,
+        }),
         (reports) => {
           const c = new FakeClock();
           const s = new HomeRegionSelector();

@@ -103,7 +103,12 @@ describe('RegionClient', () => {
     expect(second.opts.timeoutMs).toBe(8500);
     second.resolve(new FakeConn(second.opts.url));
     await waitState(rc, 'connected');
-    expect(rc.status()).toMatchObject({ connected: true, node: '7b', regionCode: 'lab', url: 'http://127.0.0.1:1002/derp' });
+    expect(rc.status()).toMatchObject({
+      connected: true,
+      node: '7b',
+      regionCode: 'lab',
+      url: 'http://127.0.0.1:1002/derp',
+    });
     rc.close();
   });
 
@@ -126,7 +131,12 @@ describe('RegionClient', () => {
 
   it('drops the queue when the attempt fails; in backoff sends are dropped and counted, never thrown', async () => {
     const s = scriptedConnect();
-    const rc = new RegionClient({ region: REGION, privateKey: key(), connect: s.connect, backoff: { minMs: 60_000, randomize: false } });
+    const rc = new RegionClient({
+      region: REGION,
+      privateKey: key(),
+      connect: s.connect,
+      backoff: { minMs: 60_000, randomize: false },
+    });
     const dst = key().publicKey;
     rc.start();
     (await s.nextCall(1)).reject(new Error('refused a'));
@@ -147,7 +157,14 @@ describe('RegionClient', () => {
   it('reconnects after the link drops and re-sends NotePreferred', async () => {
     const clock = new FakeClock();
     const s = scriptedConnect();
-    const rc = new RegionClient({ region: REGION, privateKey: key(), clock, connect: s.connect, backoff: fastBackoff, preferred: true });
+    const rc = new RegionClient({
+      region: REGION,
+      privateKey: key(),
+      clock,
+      connect: s.connect,
+      backoff: fastBackoff,
+      preferred: true,
+    });
     rc.start();
     const c1 = new FakeConn('u1');
     (await s.nextCall(1)).resolve(c1);
@@ -172,7 +189,13 @@ describe('RegionClient', () => {
   it('waits the min backoff on the injected clock before redialling a link that flapped', async () => {
     const clock = new FakeClock();
     const s = scriptedConnect();
-    const rc = new RegionClient({ region: REGION, privateKey: key(), clock, connect: s.connect, backoff: { minMs: 700, randomize: false } });
+    const rc = new RegionClient({
+      region: REGION,
+      privateKey: key(),
+      clock,
+      connect: s.connect,
+      backoff: { minMs: 700, randomize: false },
+    });
     rc.start();
     const c1 = new FakeConn('u1');
     (await s.nextCall(1)).resolve(c1);
@@ -254,7 +277,9 @@ describe('RegionClient', () => {
     const rc = new RegionClient({ region: REGION, privateKey: key(), signal: ac.signal });
     ac.abort();
     expect(rc.state).toBe('closed');
-    const stunOnly = parseDerpMap({ Regions: { '1': { Nodes: [{ HostName: 'x.example', STUNOnly: true }] } } }).regions.get(1)!;
+    const stunOnly = parseDerpMap({
+      Regions: { '1': { Nodes: [{ HostName: 'x.example', STUNOnly: true }] } },
+    }).regions.get(1)!;
     expect(() => new RegionClient({ region: stunOnly, privateKey: key() })).toThrow(/no DERP/);
   });
 });

@@ -8,7 +8,12 @@ import { toHex } from '../../src/internal/bytes.js';
 import { SharedKey } from '../../src/key/box.js';
 import { PrivateKey } from '../../src/key/keys.js';
 
-const ping: DiscoMessage = { type: 'ping', txId: new Uint8Array(12).fill(7), nodeKey: new Uint8Array(32).fill(9), padding: 0 };
+const ping: DiscoMessage = {
+  type: 'ping',
+  txId: new Uint8Array(12).fill(7),
+  nodeKey: new Uint8Array(32).fill(9),
+  padding: 0,
+};
 
 describe('disco envelope', () => {
   const a = PrivateKey.generate('disco');
@@ -33,7 +38,12 @@ describe('disco envelope', () => {
   it('opens a box sealed by tweetnacl', () => {
     const nonce = new Uint8Array(24).fill(1);
     const inner = encodeDiscoMessage({ type: 'callMeMaybe', endpoints: [{ ip: '198.51.100.7', port: 41641 }] });
-    const pkt = new Uint8Array([...DISCO_MAGIC, ...a.publicKey.bytes, ...nonce, ...nacl.box(inner, nonce, b.publicKey.bytes, a.bytes)]);
+    const pkt = new Uint8Array([
+      ...DISCO_MAGIC,
+      ...a.publicKey.bytes,
+      ...nonce,
+      ...nacl.box(inner, nonce, b.publicKey.bytes, a.bytes),
+    ]);
     expect(openDisco(pkt, ba)).toEqual({ type: 'callMeMaybe', endpoints: [{ ip: '198.51.100.7', port: 41641 }] });
   });
 
@@ -61,16 +71,21 @@ describe('disco envelope', () => {
   it('openDisco throws only DecodeError, or returns undefined, on mutated packets', () => {
     const pkt = sealDisco(a.publicKey.bytes, ab, ping);
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: pkt.length - 1 }), fc.integer({ min: 1, max: 255 }), fc.nat(pkt.length), (i, x, cut) => {
-        const m = pkt.slice(0, Math.max(cut, 1));
-        if (i < m.length) m[i]! ^= x;
-        try {
-          const r = openDisco(m, ba);
-          if (r) expect(r).toEqual(ping);
-        } catch (e) {
-          expect(e).toBeInstanceOf(DecodeError);
-        }
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: pkt.length - 1 }),
+        fc.integer({ min: 1, max: 255 }),
+        fc.nat(pkt.length),
+        (i, x, cut) => {
+          const m = pkt.slice(0, Math.max(cut, 1));
+          if (i < m.length) m[i]! ^= x;
+          try {
+            const r = openDisco(m, ba);
+            if (r) expect(r).toEqual(ping);
+          } catch (e) {
+            expect(e).toBeInstanceOf(DecodeError);
+          }
+        },
+      ),
       { numRuns: 500 },
     );
   });

@@ -13,7 +13,11 @@ key[31] = 31;
 
 // Golden vectors: tailscale/tailscale disco/disco_test.go TestMarshalAndParse (same field values, same hex).
 const golden: Array<{ name: string; m: DiscoMessage; want: string }> = [
-  { name: 'ping', m: { type: 'ping', txId: tx, nodeKey: undefined, padding: 0 }, want: '01 00 01 02 03 04 05 06 07 08 09 0a 0b 0c' },
+  {
+    name: 'ping',
+    m: { type: 'ping', txId: tx, nodeKey: undefined, padding: 0 },
+    want: '01 00 01 02 03 04 05 06 07 08 09 0a 0b 0c',
+  },
   {
     name: 'ping_with_nodekey_src',
     m: { type: 'ping', txId: tx, nodeKey: key, padding: 0 },
@@ -84,8 +88,15 @@ describe('disco messages: lenient and strict parsing', () => {
 });
 
 const normalized = (ip: string): string =>
-  (decodeDiscoMessage(encodeDiscoMessage({ type: 'pong', txId: new Uint8Array(12), src: { ip, port: 1 } })) as { src: { ip: string } }).src.ip;
-const addrPortArb = fc.record({ ip: fc.oneof(fc.ipV4(), fc.ipV6()).map(normalized), port: fc.integer({ min: 0, max: 65535 }) });
+  (
+    decodeDiscoMessage(encodeDiscoMessage({ type: 'pong', txId: new Uint8Array(12), src: { ip, port: 1 } })) as {
+      src: { ip: string };
+    }
+  ).src.ip;
+const addrPortArb = fc.record({
+  ip: fc.oneof(fc.ipV4(), fc.ipV6()).map(normalized),
+  port: fc.integer({ min: 0, max: 65535 }),
+});
 
 const messageArb: fc.Arbitrary<DiscoMessage> = fc.oneof(
   fc.record({
@@ -94,7 +105,11 @@ const messageArb: fc.Arbitrary<DiscoMessage> = fc.oneof(
     nodeKey: fc.option(fc.uint8Array({ minLength: 32, maxLength: 32 }), { nil: undefined }),
     padding: fc.integer({ min: 0, max: 1400 }),
   }),
-  fc.record({ type: fc.constant('pong' as const), txId: fc.uint8Array({ minLength: 12, maxLength: 12 }), src: addrPortArb }),
+  fc.record({
+    type: fc.constant('pong' as const),
+    txId: fc.uint8Array({ minLength: 12, maxLength: 12 }),
+    src: addrPortArb,
+  }),
   fc.record({ type: fc.constant('callMeMaybe' as const), endpoints: fc.array(addrPortArb, { maxLength: 20 }) }),
 );
 

@@ -19,7 +19,16 @@ async function derpWorld() {
         regionId: 900,
         regionCode: 'lo',
         regionName: 'Loopback',
-        nodes: [{ name: '900a', hostName: '127.0.0.1', ipv4: '127.0.0.1', derpPort: Number(url.port), stunPort: server.stunAddress!.port, insecureForTests: true }],
+        nodes: [
+          {
+            name: '900a',
+            hostName: '127.0.0.1',
+            ipv4: '127.0.0.1',
+            derpPort: Number(url.port),
+            stunPort: server.stunAddress!.port,
+            insecureForTests: true,
+          },
+        ],
       },
     ],
   };

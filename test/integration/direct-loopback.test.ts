@@ -15,10 +15,18 @@ async function pair() {
   const hub = new MemorySignalHub();
   const stunAddr = `127.0.0.1:${stun.address.port}`;
   const mk = () =>
-    MagicSocket.create({ privateKey: PrivateKey.generate(), bindAddress: '127.0.0.1', stunServers: [stunAddr], signaller: hub.signaller() });
+    MagicSocket.create({
+      privateKey: PrivateKey.generate(),
+      bindAddress: '127.0.0.1',
+      stunServers: [stunAddr],
+      signaller: hub.signaller(),
+    });
   const a = await mk();
   const b = await mk();
-  closers.push(() => a.close(), () => b.close());
+  closers.push(
+    () => a.close(),
+    () => b.close(),
+  );
   return { a, b, hub };
 }
 
@@ -33,7 +41,9 @@ describe('MagicSocket on loopback', () => {
     ]);
     expect(pa.type).toBe('direct');
     expect(pb.type).toBe('direct');
-    const got = new Promise<string>((resolve) => b.once('message', (d, from) => resolve(`${from.hex === a.publicKey.hex}:${Buffer.from(d).toString()}`)));
+    const got = new Promise<string>((resolve) =>
+      b.once('message', (d, from) => resolve(`${from.hex === a.publicKey.hex}:${Buffer.from(d).toString()}`)),
+    );
     a.send(b.publicKey, Buffer.from('hello'));
     expect(await got).toBe('true:hello');
     const st = a.status();

@@ -18,7 +18,8 @@ const message = fromHex(
   'be075fc53c81f2d5cf141316ebeb0c7b5228c52a4c62cbd44b66849b64244ffce5ecbaaf33bd751a1ac728d45e6c61296cdc3c01233561f41db66cce314adb310e3be8250c46f06dceea3a7fa1348057e2f6556ad6b1318a024a838f21af1fde048977eb48f59ffd4924ca1c60902e52f0a089bc76897040e082f937763848645e0705',
 );
 // box.c output without its 16 leading zero bytes: tag then ciphertext.
-const expectedStart = 'f3ffc7703f9400e52a7dfb4b3d3305d98e993b9f48681273c29650ba32fc76ce48332ea7164d96a4476fb8c531a1186a';
+const expectedStart =
+  'f3ffc7703f9400e52a7dfb4b3d3305d98e993b9f48681273c29650ba32fc76ce48332ea7164d96a4476fb8c531a1186a';
 
 describe('NaCl box', () => {
   it('derives the published public keys and shared key', () => {
@@ -74,7 +75,18 @@ describe('NaCl box', () => {
       caught = e;
     }
     expect(isMeshsockError(caught, ErrorCode.BOX_OPEN)).toBe(true);
-    expect(isMeshsockError((() => { try { openFrom(b, a.publicKey, sealed.subarray(0, 10)); } catch (e) { return e; } })(), ErrorCode.BOX_OPEN)).toBe(true);
+    expect(
+      isMeshsockError(
+        (() => {
+          try {
+            openFrom(b, a.publicKey, sealed.subarray(0, 10));
+          } catch (e) {
+            return e;
+          }
+        })(),
+        ErrorCode.BOX_OPEN,
+      ),
+    ).toBe(true);
     expect(SharedKey.compute(b, a.publicKey).tryOpen(sealed.subarray(0, 24), sealed.subarray(24))).toBeUndefined();
   });
 });

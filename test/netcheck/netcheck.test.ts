@@ -9,7 +9,6 @@ import { ErrorCode, isMeshsockError } from '../../src/errors.js';
 import { normalizeIp } from '../../src/internal/addr.js';
 import { FakeClock } from '../../src/internal/clock.js';
 import { Netcheck, openStandaloneNetcheck } from '../../src/netcheck/netcheck.js';
-import { StunServer } from '../../src/stun/server.js';
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -70,9 +69,7 @@ async function udpDelayRelay(target: number, delayMs: number): Promise<number> {
         }
       }, delayMs);
   });
-  cleanup.push(
-    () => new Promise<void>((r) => front.close(() => back.close(() => r()))),
-  );
+  cleanup.push(() => new Promise<void>((r) => front.close(() => back.close(() => r()))));
   return front.address().port;
 }
 
@@ -191,7 +188,11 @@ describe('netcheck on loopback', () => {
   it('getReport honours its AbortSignal and close()', async () => {
     const s = await derpWithStun();
     const dead = await deadUdpPort();
-    const nc = await openStandaloneNetcheck({ derpMap: mapOf([s], [dead]), bindAddress4: '127.0.0.1', clock: new FakeClock() });
+    const nc = await openStandaloneNetcheck({
+      derpMap: mapOf([s], [dead]),
+      bindAddress4: '127.0.0.1',
+      clock: new FakeClock(),
+    });
     cleanup.push(() => nc.close());
     const ac = new AbortController();
     const p = nc.getReport({ signal: ac.signal });
@@ -203,8 +204,8 @@ describe('netcheck on loopback', () => {
 
   it('refuses to run without a DERP map or a transport', () => {
     expect(() => new Netcheck({} as never)).toThrow(/DERP map/);
-    expect(() => new Netcheck({ derpMap: parseDerpMap({ regions: [{ regionId: 1, nodes: [{ hostName: 'x.example' }] }] }) })).toThrow(
-      /"send" or "stunClient"/,
-    );
+    expect(
+      () => new Netcheck({ derpMap: parseDerpMap({ regions: [{ regionId: 1, nodes: [{ hostName: 'x.example' }] }] }) }),
+    ).toThrow(/"send" or "stunClient"/);
   });
 });

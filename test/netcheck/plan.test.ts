@@ -6,8 +6,18 @@ import type { ProbePlan } from '../../src/netcheck/plan.js';
 // Four measurable regions (two nodes each), one NoMeasureNoHome, one with STUN disabled. Documentation hosts only.
 const MAP = parseDerpMap({
   Regions: {
-    '1': { Nodes: [{ Name: '1a', HostName: 'a1.example' }, { Name: '1b', HostName: 'b1.example' }] },
-    '2': { Nodes: [{ Name: '2a', HostName: 'a2.example' }, { Name: '2b', HostName: 'b2.example' }] },
+    '1': {
+      Nodes: [
+        { Name: '1a', HostName: 'a1.example' },
+        { Name: '1b', HostName: 'b1.example' },
+      ],
+    },
+    '2': {
+      Nodes: [
+        { Name: '2a', HostName: 'a2.example' },
+        { Name: '2b', HostName: 'b2.example' },
+      ],
+    },
     '3': { Nodes: [{ Name: '3a', HostName: 'a3.example', IPv6: 'none' }] },
     '4': { Nodes: [{ Name: '4a', HostName: 'a4.example' }] },
     '5': { NoMeasureNoHome: true, Nodes: [{ Name: '5a', HostName: 'a5.example' }] },
@@ -38,7 +48,9 @@ describe('makeProbePlanInitial', () => {
   it('skips a family the host lacks, except for loopback test nodes', () => {
     const plan = makeProbePlanInitial(MAP, { v4: true, v6: false });
     expect([...plan.keys()].every((k) => k.endsWith('-v4'))).toBe(true);
-    const loop = parseDerpMap({ regions: [{ regionId: 9, nodes: [{ url: 'http://127.0.0.1:1', stunPort: 3478 }, { url: 'http://[::1]:1' }] }] });
+    const loop = parseDerpMap({
+      regions: [{ regionId: 9, nodes: [{ url: 'http://127.0.0.1:1', stunPort: 3478 }, { url: 'http://[::1]:1' }] }],
+    });
     expect(summary(makeProbePlanInitial(loop, { v4: false, v6: false }))).toEqual({
       'region-9-v4': ['9a@0', '9a@200'],
       'region-9-v6': ['9b@100'],
@@ -56,7 +68,9 @@ describe('makeProbePlan (incremental)', () => {
   };
 
   it('falls back to the full plan without a usable last report', () => {
-    expect(makeProbePlan(MAP, { v4: true, v6: false }, undefined, 0)).toEqual(makeProbePlanInitial(MAP, { v4: true, v6: false }));
+    expect(makeProbePlan(MAP, { v4: true, v6: false }, undefined, 0)).toEqual(
+      makeProbePlanInitial(MAP, { v4: true, v6: false }),
+    );
   });
 
   it('sorts regions fastest first, unmeasured last', () => {

@@ -10,7 +10,13 @@ describe('ReportBuilder', () => {
   it('starts empty: no UDP, mapping unknown, every probe would help', () => {
     const b = new ReportBuilder(true, true, 3);
     const r = b.finish(new Date(0), 0, 0, 'none');
-    expect(r).toMatchObject({ udp: false, ipv4: false, ipv6: false, ipv4CanSend: false, mappingVariesByDestIP: undefined });
+    expect(r).toMatchObject({
+      udp: false,
+      ipv4: false,
+      ipv6: false,
+      ipv4CanSend: false,
+      mappingVariesByDestIP: undefined,
+    });
     expect(r.portMapping).toEqual({ checked: false, reason: PORTMAP_NOT_CHECKED });
     expect(r.upnp).toBeUndefined();
     expect(b.probeWouldHelp(1, 4)).toBe(true);
@@ -23,7 +29,10 @@ describe('ReportBuilder', () => {
     b.addStun({ regionId: 2, server: S3, family: 6, mapped: { ip: '2001:db8::9', port: 5 }, rttMs: 15 });
     const r = b.finish(new Date(0), 42, 2, 'best');
     expect(r.udp).toBe(true);
-    expect([...r.regionLatency]).toEqual([[1, 20], [2, 15]]);
+    expect([...r.regionLatency]).toEqual([
+      [1, 20],
+      [2, 15],
+    ]);
     expect([...r.regionV4Latency]).toEqual([[1, 20]]);
     expect([...r.regionV6Latency]).toEqual([[2, 15]]);
     expect(r).toMatchObject({ ipv4: true, ipv6: true, ipv4CanSend: true, ipv6CanSend: true, globalV4: ME });

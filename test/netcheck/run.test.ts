@@ -5,7 +5,12 @@ import { NetcheckRun, type NetcheckAction } from '../../src/netcheck/run.js';
 
 const MAP = parseDerpMap({
   Regions: {
-    '1': { Nodes: [{ Name: '1a', HostName: 'a1.example', IPv6: 'none' }, { Name: '1b', HostName: 'b1.example', IPv6: 'none' }] },
+    '1': {
+      Nodes: [
+        { Name: '1a', HostName: 'a1.example', IPv6: 'none' },
+        { Name: '1b', HostName: 'b1.example', IPv6: 'none' },
+      ],
+    },
     '2': { Nodes: [{ Name: '2a', HostName: 'a2.example', IPv6: 'none' }] },
     '3': { Nodes: [{ Name: '3a', HostName: 'a3.example', IPv6: 'none' }] },
     '4': { Nodes: [{ Name: '4s', HostName: 's4.example', IPv6: 'none', STUNOnly: true }] },
@@ -25,7 +30,9 @@ function newRun(opts: Partial<ConstructorParameters<typeof NetcheckRun>[2]> = {}
 }
 
 const stuns = (a: NetcheckAction[]) =>
-  a.filter((x): x is Extract<NetcheckAction, { kind: 'stun' }> => x.kind === 'stun').map((x) => `${x.probe.node.name}#${x.probe.attempt}`);
+  a
+    .filter((x): x is Extract<NetcheckAction, { kind: 'stun' }> => x.kind === 'stun')
+    .map((x) => `${x.probe.node.name}#${x.probe.attempt}`);
 const kinds = (a: NetcheckAction[]) => a.map((x) => x.kind);
 
 describe('NetcheckRun', () => {
@@ -89,7 +96,12 @@ describe('NetcheckRun', () => {
 
   it('a set whose every probe failed finishes without waiting for the STUN timeout', () => {
     const map = parseDerpMap({ Regions: { '1': { Nodes: [{ Name: '1a', HostName: 'a1.example', IPv6: 'none' }] } } });
-    const run = new NetcheckRun(makeProbePlanInitial(map, { v4: true, v6: false }), map, { start: T0, full: true, osHasIPv6: false, httpFallback: false });
+    const run = new NetcheckRun(makeProbePlanInitial(map, { v4: true, v6: false }), map, {
+      start: T0,
+      full: true,
+      osHasIPv6: false,
+      httpFallback: false,
+    });
     const a0 = run.handleTimeout(T0);
     expect(run.handleStunFailure((a0[0] as { id: number }).id, false, T0 + 1)).toEqual([]);
     const a1 = run.handleTimeout(T0 + 100);
@@ -116,7 +128,10 @@ describe('NetcheckRun', () => {
     expect(kinds(run.handleHttpResult(http[2]!.id, 35, 4, T0 + 3300))).toEqual(['done']);
     const r = run.builder.finish(new Date(0), 0, 0, 'none');
     expect(r.udp).toBe(false);
-    expect([...r.regionLatency]).toEqual([[1, 25], [3, 35]]);
+    expect([...r.regionLatency]).toEqual([
+      [1, 25],
+      [3, 35],
+    ]);
   });
 
   it('the 5 s report timeout cancels HTTP checks still running', () => {

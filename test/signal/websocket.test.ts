@@ -14,19 +14,33 @@ describe('WebSocket signalling', () => {
   it('two sockets find a direct path with CallMeMaybe relayed over WebSocket', async () => {
     const relay = await SignalRelayServer.listen();
     const stun = await StunServer.listen({ host: '127.0.0.1', port: 0 });
-    closers.push(() => relay.close(), () => stun.close());
+    closers.push(
+      () => relay.close(),
+      () => stun.close(),
+    );
     const mk = async () => {
       const key = PrivateKey.generate();
       const signaller = new WebSocketSignaller(relay.url, key);
-      const s = await MagicSocket.create({ privateKey: key, bindAddress: '127.0.0.1', stunServers: [`127.0.0.1:${stun.address.port}`], signaller });
-      closers.push(() => s.close(), () => signaller.close());
+      const s = await MagicSocket.create({
+        privateKey: key,
+        bindAddress: '127.0.0.1',
+        stunServers: [`127.0.0.1:${stun.address.port}`],
+        signaller,
+      });
+      closers.push(
+        () => s.close(),
+        () => signaller.close(),
+      );
       return s;
     };
     const a = await mk();
     const b = await mk();
     a.addPeer(b.publicKey);
     b.addPeer(a.publicKey);
-    await Promise.all([a.waitForPath(b.publicKey, { timeoutMs: 10_000 }), b.waitForPath(a.publicKey, { timeoutMs: 10_000 })]);
+    await Promise.all([
+      a.waitForPath(b.publicKey, { timeoutMs: 10_000 }),
+      b.waitForPath(a.publicKey, { timeoutMs: 10_000 }),
+    ]);
     expect(relay.counters.get('registered')).toBe(2);
     expect(relay.counters.get('relayed')).toBeGreaterThan(0);
   });
