@@ -18,6 +18,7 @@ import { PrivateKey } from '../src/key/index.js';
 import { ErrorCode, MeshsockError } from '../src/errors.js';
 import { toHex } from '../src/internal/bytes.js';
 import { createPairLab, type Lab } from './topology.js';
+import type { LabProcess } from './process.js';
 import { PROFILE_NAMES, parseProfile, formatProfile, type ProfileName } from './profiles.js';
 import { getMeshsockPrograms, getNodeTools } from './build-tools.js';
 import { PLAN } from './plan.js';
@@ -268,8 +269,7 @@ export async function runCell(a: string, b: string, opts: MatrixOptions = {}): P
 
 async function runPeers(lab: Lab, hosts: [string, string], opts: MatrixOptions, windowMs: number): Promise<PeerRun[]> {
   const tools = await getNodeTools();
-  const slot = lab.state.derp;
-  const fill = (s: string): string => s.replaceAll('{ip}', slot.ip).replaceAll('{port}', String(slot.port));
+  const fill = (s: string): string => fillDerpSlot(lab, s);
   let derpUrl = fill('http://{ip}:{port}/derp');
   if (opts.derp !== null) {
     const derp = opts.derp ?? { argv: [...tools.standInRelay, '--listen', '{ip}:{port}'], ready: /"event":"ready"/ };
@@ -278,32 +278,7 @@ async function runPeers(lab: Lab, hosts: [string, string], opts: MatrixOptions, 
     await p.waitForLine(derp.ready ?? /ready|listening|serving/i, 15_000);
   }
   const peer = opts.peer ?? { argv: tools.standInPeer };
-  const keys = [PrivateKey.generate(), PrivateKey.generate()] as const;
-  const st = lab.state.stun;
-  const procs = hosts.map((host, i) =>
-    lab.spawn(
-      host,
-      [
-        ...peer.argv,
-        '--key',
-        toHex(keys[i]!.bytes),
-        '--peer',
-        keys[1 - i]!.publicKey.hex,
-        '--stun',
-        `${st.primary}:${st.port}`,
-        '--stun',
-        `${st.secondary}:${st.port}`,
-        '--derp',
-        derpUrl,
-        '--duration-ms',
-        String(windowMs),
-        '--name',
-        host,
-        ...(peer.extraArgs ?? []),
-      ],
-      { name: `peer-${host}` },
-    ),
-  );
+  const procs = spawnPeerPair(lab, hosts, peer, derpUrl, ['--duration-ms', String(windowMs)]);
   // Stop early once both peers are direct and have exchanged data; otherwise wait for them to finish.
   const deadline = Date.now() + windowMs + 10_000;
   let bothDirectAt: number | undefined;
@@ -442,4 +417,48 @@ export function writeMatrixReports(report: MatrixReport, dir: string): { md: str
   writeFileSync(html, matrixHtml(report));
   writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
   return { md, html, json };
+}
+
+/** Replaces `{ip}` and `{port}` with the lab's DERP slot (203.0.113.10:80). */
+export function fillDerpSlot(lab: Lab, s: string): string {
+  const slot = lab.state.derp;
+  return s.replaceAll('{ip}', slot.ip).replaceAll('{port}', String(slot.port));
+}
+
+/**
+ * Starts the peer program on two hosts with fresh keys, pointed at each other, the lab's two STUN addresses and
+ * `derpUrl` (the peer program contract, nat-lab/README.md); `extra` goes before the program's own extra arguments.
+ */
+export function spawnPeerPair(
+  lab: Lab,
+  hosts: readonly [string, string],
+  peer: PeerProgram,
+  derpUrl: string,
+  extra: readonly string[],
+): LabProcess[] {
+  const keys = [PrivateKey.generate(), PrivateKey.generate()] as const;
+  const st = lab.state.stun;
+  return hosts.map((host, i) =>
+    lab.spawn(
+      host,
+      [
+        ...peer.argv,
+        '--key',
+        toHex(keys[i]!.bytes),
+        '--peer',
+        keys[1 - i]!.publicKey.hex,
+        '--stun',
+        `${st.primary}:${st.port}`,
+        '--stun',
+        `${st.secondary}:${st.port}`,
+        '--derp',
+        derpUrl,
+        ...extra,
+        '--name',
+        host,
+        ...(peer.extraArgs ?? []),
+      ],
+      { name: `peer-${host}` },
+    ),
+  );
 }

@@ -15,10 +15,16 @@
  */
 import { join } from 'node:path';
 import { ErrorCode, MeshsockError } from '../src/errors.js';
-import { toHex } from '../src/internal/bytes.js';
-import { PrivateKey } from '../src/key/keys.js';
 import { sleep } from './exec.js';
-import { meshsockDerp, meshsockPeer, type DerpProgram, type PeerEvent, type PeerProgram } from './matrix.js';
+import {
+  fillDerpSlot,
+  meshsockDerp,
+  meshsockPeer,
+  spawnPeerPair,
+  type DerpProgram,
+  type PeerEvent,
+  type PeerProgram,
+} from './matrix.js';
 import type { LabProcess } from './process.js';
 import type { Lab } from './topology.js';
 
@@ -148,9 +154,7 @@ export class Traffic {
  */
 export async function startRelay(lab: Lab, derp?: DerpProgram): Promise<LabProcess> {
   const prog = derp ?? (await meshsockDerp(['--key-file', join(lab.state.runDir, 'derp-key.json')]));
-  const slot = lab.state.derp;
-  const fill = (s: string): string => s.replaceAll('{ip}', slot.ip).replaceAll('{port}', String(slot.port));
-  const p = lab.startDerp(prog.argv.map(fill));
+  const p = lab.startDerp(prog.argv.map((a) => fillDerpSlot(lab, a)));
   await p.waitForLine(prog.ready ?? /ready|listening|serving/i, 15_000);
   return p;
 }
@@ -163,36 +167,14 @@ export async function startTraffic(
 ): Promise<Traffic> {
   const peer = opts.peer ?? (await meshsockPeer());
   const intervalMs = opts.intervalMs ?? 20;
-  const keys = [PrivateKey.generate(), PrivateKey.generate()] as const;
-  const st = lab.state.stun;
-  const procs = hosts.map((host, i) =>
-    lab.spawn(
-      host,
-      [
-        ...peer.argv,
-        '--key',
-        toHex(keys[i]!.bytes),
-        '--peer',
-        keys[1 - i]!.publicKey.hex,
-        '--stun',
-        `${st.primary}:${st.port}`,
-        '--stun',
-        `${st.secondary}:${st.port}`,
-        '--derp',
-        lab.state.derp.url,
-        '--duration-ms',
-        String(opts.durationMs ?? 600_000),
-        '--interval-ms',
-        String(intervalMs),
-        '--silence-ms',
-        String(opts.silenceMs ?? Math.max(100, 5 * intervalMs)),
-        '--name',
-        host,
-        ...(peer.extraArgs ?? []),
-      ],
-      { name: `peer-${host}` },
-    ),
-  );
+  const procs = spawnPeerPair(lab, hosts, peer, lab.state.derp.url, [
+    '--duration-ms',
+    String(opts.durationMs ?? 600_000),
+    '--interval-ms',
+    String(intervalMs),
+    '--silence-ms',
+    String(opts.silenceMs ?? Math.max(100, 5 * intervalMs)),
+  ]);
   const t = new Traffic([new TrafficPeer(hosts[0], procs[0]!), new TrafficPeer(hosts[1], procs[1]!)]);
   await t.waitAll((e) => e.event === 'ready', { timeoutMs: 15_000, what: 'ready' });
   return t;
