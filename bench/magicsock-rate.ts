@@ -24,17 +24,7 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { PrivateKey, PublicKey } from '../src/key/keys.js';
 import { MagicSocket } from '../src/magicsock/magic-socket.js';
-import {
-  Peer,
-  arg,
-  bridgeSignals,
-  ipcSignaller,
-  median,
-  serve,
-  sleep,
-  yieldToLoop,
-  type Msg,
-} from './lib/peer-process.js';
+import { arg, ipcSignaller, median, serve, sleep, startPair, yieldToLoop, type Msg } from './lib/peer-process.js';
 
 const BATCH = 64;
 const BUFFER = 7 << 20;
@@ -166,20 +156,9 @@ async function main(): Promise<void> {
   const seconds = arg('seconds', 0.2);
   const sizesArg = process.argv.indexOf('--sizes');
   const sizes = sizesArg >= 0 ? process.argv[sizesArg + 1]!.split(',').map(Number) : [64, 1280];
-  const self = fileURLToPath(import.meta.url);
-  const cpuProf = process.argv.includes('--cpu-prof') ? ['--cpu-prof', '--cpu-prof-dir=bench-profiles'] : [];
-  const recv = new Peer(self, 'recv', cpuProf);
-  const send = new Peer(self, 'send', cpuProf);
-  await Promise.all([recv.next('up'), send.next('up')]);
-  bridgeSignals(recv, send);
-  const r = await recv.request({ type: 'hello' }, 'hello');
-  const s = await send.request({ type: 'hello' }, 'hello');
-  const [pr, ps] = await Promise.all([
-    recv.request({ type: 'peer', key: s.key }, 'path'),
-    send.request({ type: 'peer', key: r.key, port: r.port }, 'path'),
-  ]);
+  const { a: recv, b: send, pathA, pathB } = await startPair(fileURLToPath(import.meta.url), ['recv', 'send']);
   console.log(
-    `node ${process.version}; direct path: sender → ${JSON.stringify(ps.path)}, receiver → ${JSON.stringify(pr.path)}`,
+    `node ${process.version}; direct path: sender → ${JSON.stringify(pathB)}, receiver → ${JSON.stringify(pathA)}`,
   );
   console.log(
     `${rounds} rounds × ${seconds} s per mode, batches of ${BATCH} per event-loop turn, modes alternating; load ${loadavg()[0]!.toFixed(2)}\n`,

@@ -16,7 +16,7 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { PrivateKey, PublicKey } from '../src/key/keys.js';
 import { MagicSocket } from '../src/magicsock/magic-socket.js';
-import { Peer, arg, bridgeSignals, ipcSignaller, median, percentile, serve, sleep } from './lib/peer-process.js';
+import { arg, ipcSignaller, median, percentile, serve, sleep, startPair } from './lib/peer-process.js';
 
 const SIZE = 64;
 const WARMUP = 500;
@@ -123,20 +123,9 @@ async function pinger(): Promise<void> {
 async function main(): Promise<void> {
   const rounds = arg('rounds', 7);
   const count = arg('count', 10_000);
-  const self = fileURLToPath(import.meta.url);
-  const cpuProf = process.argv.includes('--cpu-prof') ? ['--cpu-prof', '--cpu-prof-dir=bench-profiles'] : [];
-  const e = new Peer(self, 'echo', cpuProf);
-  const p = new Peer(self, 'ping', cpuProf);
-  await Promise.all([e.next('up'), p.next('up')]);
-  bridgeSignals(e, p);
-  const eh = await e.request({ type: 'hello' }, 'hello');
-  const ph = await p.request({ type: 'hello' }, 'hello');
-  const [pe, pp] = await Promise.all([
-    e.request({ type: 'peer', key: ph.key }, 'path'),
-    p.request({ type: 'peer', key: eh.key, port: eh.port }, 'path'),
-  ]);
+  const { a: e, b: p, pathA, pathB } = await startPair(fileURLToPath(import.meta.url), ['echo', 'ping']);
   console.log(
-    `node ${process.version}; direct path: ${JSON.stringify(pp.path)} / ${JSON.stringify(pe.path)}; load ${loadavg()[0]!.toFixed(2)}`,
+    `node ${process.version}; direct path: ${JSON.stringify(pathB)} / ${JSON.stringify(pathA)}; load ${loadavg()[0]!.toFixed(2)}`,
   );
   await sleep(2500); // past the 2 s after a path change during which received datagrams may be checked for twins
   console.log(

@@ -101,3 +101,25 @@ export function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 }
+
+/**
+ * Forks `script` as the two roles, connects their signallers, introduces them to each other and waits until both
+ * report a path: the common start of every two-process benchmark. `--cpu-prof` on the command line profiles both.
+ */
+export async function startPair(
+  script: string,
+  roles: readonly [string, string],
+): Promise<{ a: Peer; b: Peer; pathA: unknown; pathB: unknown }> {
+  const cpuProf = process.argv.includes('--cpu-prof') ? ['--cpu-prof', '--cpu-prof-dir=bench-profiles'] : [];
+  const a = new Peer(script, roles[0], cpuProf);
+  const b = new Peer(script, roles[1], cpuProf);
+  await Promise.all([a.next('up'), b.next('up')]);
+  bridgeSignals(a, b);
+  const ah = await a.request({ type: 'hello' }, 'hello');
+  const bh = await b.request({ type: 'hello' }, 'hello');
+  const [pa, pb] = await Promise.all([
+    a.request({ type: 'peer', key: bh.key }, 'path'),
+    b.request({ type: 'peer', key: ah.key, port: ah.port }, 'path'),
+  ]);
+  return { a, b, pathA: pa.path, pathB: pb.path };
+}

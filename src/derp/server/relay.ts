@@ -108,6 +108,19 @@ interface ForwarderEntry {
   links: Forwarder[];
 }
 
+/** The relay's current gauges (part of DerpServer.stats()). */
+export interface RelayGauges {
+  connections: number;
+  clients: number;
+  meshPeers: number;
+  watchers: number;
+  forwarders: number;
+  preferred: number;
+  handshaking: number;
+  queuedFrames: number;
+  socketBufferedBytes: number;
+}
+
 export class Relay {
   readonly counters = new ServerCounters();
   /** Every connection, from the upgrade until it closes. */
@@ -429,17 +442,7 @@ export class Relay {
   }
 
   /** Gauges for stats(). */
-  gauges(): {
-    connections: number;
-    clients: number;
-    meshPeers: number;
-    watchers: number;
-    forwarders: number;
-    preferred: number;
-    handshaking: number;
-    queuedFrames: number;
-    socketBufferedBytes: number;
-  } {
+  gauges(): RelayGauges {
     let mesh = 0;
     let preferred = 0;
     let handshaking = 0;

@@ -30,7 +30,7 @@ import { upgradeResponse } from './handshake.js';
 import { handleHttpRequest } from './http.js';
 import { MeshLink } from './mesh.js';
 import { createMetrics } from './metrics.js';
-import { Relay, ServerCounters } from './relay.js';
+import { Relay, ServerCounters, type RelayGauges } from './relay.js';
 
 export type { VerifyClient, AdmissionRequest } from './admission.js';
 
@@ -69,16 +69,7 @@ export interface DerpServerOptions {
 }
 
 /** `stats()`: current gauges plus every counter. */
-export interface DerpServerStats {
-  connections: number;
-  clients: number;
-  meshPeers: number;
-  watchers: number;
-  forwarders: number;
-  preferred: number;
-  handshaking: number;
-  queuedFrames: number;
-  socketBufferedBytes: number;
+export interface DerpServerStats extends RelayGauges {
   meshLinksUp: number;
   counters: ServerCounters;
   stun: { answered: number; droppedMalformed: number; droppedNotBinding: number; sendErrors: number } | undefined;
