@@ -285,8 +285,8 @@ export class MagicSocket extends EventEmitter {
       return;
     }
     // Pings and a CallMeMaybe cost NaCl boxes; do them after this call returns, once the datagram's relay write
-    // has been flushed (DerpConn uncorks on nextTick, which runs before microtasks).
-    queueMicrotask(() => {
+    // has been flushed (DerpConn uncorks on nextTick; setImmediate runs after it however send() was called).
+    setImmediate(() => {
       if (this.closed || this.peers.get(p.key.hex) !== p) return;
       this.run(p, actions, now);
       this.rearm();
