@@ -73,6 +73,12 @@ export interface BestAddr {
   latencyMs: number;
   since: number;
   trustUntil: number;
+  /**
+   * Trust was ended early (an unanswered heartbeat, or the peer's data arriving over DERP) and no pong has come
+   * since: datagrams go over DERP alone until one does. Sending them over both paths would deliver a twin to a
+   * receiver that had no reason to watch for one; the timeout path (trust lapsed) still sends both, as Tailscale.
+   */
+  suspect?: boolean;
 }
 
 interface SentPing {
@@ -156,7 +162,7 @@ export class PeerEndpoint {
     if (trusted) return { route: { udp: trusted.addr, derp: false }, actions };
     this.discover(now, true, actions);
     if (this.best && this.nextHeartbeatAt === Infinity) this.nextHeartbeatAt = now + MAGICSOCK.HEARTBEAT_INTERVAL_MS;
-    return { route: { udp: this.best?.addr, derp: true }, actions };
+    return { route: { udp: this.best?.suspect ? undefined : this.best?.addr, derp: true }, actions };
   }
 
   /** Data arrived from the peer. Data over DERP while we trust a direct path hints that the peer lost it. */
@@ -167,6 +173,7 @@ export class PeerEndpoint {
     if (!b || now - this.lastDerpRecvDistrust < MAGICSOCK.DERP_RECV_REVALIDATE_MS) return undefined;
     this.lastDerpRecvDistrust = now;
     b.trustUntil = now;
+    b.suspect = true;
     const out: EndpointAction[] = [];
     this.ping(b.addr, b.key, now, PingPurpose.HEARTBEAT, out);
     return out;
@@ -214,6 +221,7 @@ export class PeerEndpoint {
     if (b && b.key === sp.toKey) {
       b.latencyMs = latencyMs;
       b.trustUntil = now + MAGICSOCK.TRUST_UDP_ADDR_MS;
+      b.suspect = false;
     } else if (!b || now >= b.trustUntil || betterAddr({ addr: sp.to, latencyMs }, b)) {
       this.best = { addr: sp.to, key: sp.toKey, latencyMs, since: now, trustUntil: now + MAGICSOCK.TRUST_UDP_ADDR_MS };
       this.everHadBest = true;
@@ -301,6 +309,7 @@ export class PeerEndpoint {
         sp.lossAt = Infinity;
         if (b && b.key === sp.toKey && now < b.trustUntil) {
           b.trustUntil = now;
+          b.suspect = true;
           this.ping(b.addr, b.key, now, PingPurpose.HEARTBEAT, out);
         }
       }

@@ -278,6 +278,8 @@ export class MagicSocket extends EventEmitter {
         this.counters.inc('tx-data-derp');
       } else this.counters.inc('drop-relay-send');
     }
+    // A suspect direct path is skipped in favour of DERP; without a relay it is still the best there is.
+    if (!sent && !route.udp && b !== undefined) sent = this.udp.send(data, b.addr.ip, b.addr.port);
     if (sent) this.counters.inc('tx-data');
     else if (!p.enqueue(data, now)) this.counters.inc('drop-pending-full');
     if (actions.length === 0) {
