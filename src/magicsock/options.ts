@@ -35,7 +35,7 @@ export interface MagicSocketOptions {
    * ever asked, and only when it is a private (RFC 1918) address; pass `{ gateway }` to name it.
    */
   portMapping?: boolean | { gateway?: string; protocols?: ReadonlyArray<'pmp' | 'pcp' | 'upnp'> };
-  /** How often to look for interface/address changes, ms; 0 disables. Default 5000 for wildcard binds. */
+  /** How often to look for interface/address changes, ms; 0 disables. Default 1000 (MAGICSOCK.INTERFACE_POLL_MS) for wildcard binds. */
   interfacePollMs?: number;
   /** Socket send/receive buffer size in bytes. Default 7 MiB (capped by the kernel's rmem_max/wmem_max). */
   socketBufferBytes?: number;
