@@ -19,12 +19,20 @@
  * datagrams delivered per second between the first and last arrival; loss = 1 − received / sent (kernel receive
  * buffer overflows when the receiver is slower than the sender: both sockets ask for 7 MiB, capped by rmem_max).
  */
-import * as dgram from 'node:dgram';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { PrivateKey, PublicKey } from '../src/key/keys.js';
-import { MagicSocket } from '../src/magicsock/magic-socket.js';
-import { arg, ipcSignaller, median, serve, sleep, startPair, yieldToLoop, type Msg } from './lib/peer-process.js';
+import { PublicKey } from '../src/key/keys.js';
+import {
+  arg,
+  bindLoopbackUdp,
+  loopbackMagicSocket,
+  median,
+  serve,
+  sleep,
+  startPair,
+  yieldToLoop,
+  type Msg,
+} from './lib/peer-process.js';
 
 const BATCH = 64;
 const BUFFER = 7 << 20;
@@ -36,19 +44,9 @@ if (role === 'recv') await receiver();
 else if (role === 'send') await sender();
 else await main();
 
-async function bindRaw(): Promise<dgram.Socket> {
-  const s = dgram.createSocket({ type: 'udp4', recvBufferSize: BUFFER, sendBufferSize: BUFFER });
-  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
-  return s;
-}
-
-function magic(): Promise<MagicSocket> {
-  return MagicSocket.create({ privateKey: PrivateKey.generate(), bindAddress: '127.0.0.1', signaller: ipcSignaller() });
-}
-
 async function receiver(): Promise<void> {
-  const raw = await bindRaw();
-  const ms = await magic();
+  const raw = await bindLoopbackUdp(BUFFER);
+  const ms = await loopbackMagicSocket();
   let count = 0;
   let first = 0;
   let last = 0;
@@ -92,9 +90,9 @@ async function receiver(): Promise<void> {
 }
 
 async function sender(): Promise<void> {
-  const raw = await bindRaw();
-  const conn = await bindRaw();
-  const ms = await magic();
+  const raw = await bindLoopbackUdp(BUFFER);
+  const conn = await bindLoopbackUdp(BUFFER);
+  const ms = await loopbackMagicSocket();
   let peerKey: PublicKey | undefined;
   let port = 0;
   const paths: string[] = [];

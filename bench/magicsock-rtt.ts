@@ -11,12 +11,19 @@
  * `--rounds` rounds (order rotating). Printed: p50 / p99 per mode (median over rounds) and the added µs at p50 as
  * the median of the per-round differences (paired runs, which cancels slow changes in machine load).
  */
-import * as dgram from 'node:dgram';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { PrivateKey, PublicKey } from '../src/key/keys.js';
-import { MagicSocket } from '../src/magicsock/magic-socket.js';
-import { arg, ipcSignaller, median, percentile, serve, sleep, startPair } from './lib/peer-process.js';
+import { PublicKey } from '../src/key/keys.js';
+import {
+  arg,
+  bindLoopbackUdp,
+  loopbackMagicSocket,
+  median,
+  percentile,
+  serve,
+  sleep,
+  startPair,
+} from './lib/peer-process.js';
 
 const SIZE = 64;
 const WARMUP = 500;
@@ -28,19 +35,9 @@ if (role === 'echo') await echo();
 else if (role === 'ping') await pinger();
 else await main();
 
-async function bindRaw(): Promise<dgram.Socket> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
-  return s;
-}
-
-function magic(): Promise<MagicSocket> {
-  return MagicSocket.create({ privateKey: PrivateKey.generate(), bindAddress: '127.0.0.1', signaller: ipcSignaller() });
-}
-
 async function echo(): Promise<void> {
-  const raw = await bindRaw();
-  const ms = await magic();
+  const raw = await bindLoopbackUdp();
+  const ms = await loopbackMagicSocket();
   raw.on('message', (msg, rinfo) => raw.send(msg, rinfo.port, rinfo.address));
   ms.on('message', (data, peer) => ms.send(peer, data));
   serve(
@@ -61,8 +58,8 @@ async function echo(): Promise<void> {
 }
 
 async function pinger(): Promise<void> {
-  const raw = await bindRaw();
-  const ms = await magic();
+  const raw = await bindLoopbackUdp();
+  const ms = await loopbackMagicSocket();
   let peer: PublicKey | undefined;
   let port = 0;
   let onReply: (data: Uint8Array) => void = () => {};

@@ -125,9 +125,13 @@ async function locateMeshsock(): Promise<MeshsockPrograms> {
   return { peer: [process.execPath, peer], meshsock: [process.execPath, cli] };
 }
 
-/** The sources the meshsock programs are built from: src/ and nat-lab/peer.ts. */
+/** The sources the meshsock programs are built from: src/, nat-lab/peer.ts and the argument parser it shares. */
 function meshsockSources(checkout: string): string[] {
-  return [...listTs(join(checkout, 'src')), join(checkout, 'nat-lab', 'peer.ts')];
+  return [
+    ...listTs(join(checkout, 'src')),
+    join(checkout, 'nat-lab', 'peer.ts'),
+    join(checkout, 'nat-lab', 'tools', 'peer-args.ts'),
+  ];
 }
 
 function listTs(dir: string): string[] {
@@ -153,7 +157,7 @@ function distIsFresh(checkout: string, dist: string): boolean {
 }
 
 /**
- * Emits src/ and nat-lab/peer.ts as JavaScript (one program, no type check, no module resolution) into
+ * Emits meshsockSources() (src/, nat-lab/peer.ts, its argument parser) as JavaScript (one program, no type check, no module resolution) into
  * CACHE_DIR/meshsock-<hash of the sources>/, with a node_modules link back to the checkout.
  */
 async function transpileMeshsock(checkout: string): Promise<string> {

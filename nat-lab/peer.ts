@@ -26,12 +26,12 @@
  * were sent in between).
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { parseArgs } from 'node:util';
 import { MagicSocket } from '../src/magicsock/magic-socket.js';
 import type { PathInfo } from '../src/magicsock/peer-state.js';
 import { PrivateKey, PublicKey } from '../src/key/keys.js';
 import { parseAddrPort } from '../src/internal/addr.js';
 import { fromHex } from '../src/internal/bytes.js';
+import { parsePeerArgs } from './tools/peer-args.js';
 
 const T0 = performance.now();
 const ms = (): number => Math.round(performance.now() - T0);
@@ -43,29 +43,11 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const { values } = parseArgs({
-  options: {
-    key: { type: 'string' },
-    peer: { type: 'string' },
-    stun: { type: 'string', multiple: true },
-    derp: { type: 'string' },
-    'derp-stun-port': { type: 'string' },
-    'duration-ms': { type: 'string' },
-    'interval-ms': { type: 'string' },
-    'silence-ms': { type: 'string' },
-    port: { type: 'string' },
-    name: { type: 'string' },
-  },
-  strict: false,
-});
-const key =
-  typeof values.key === 'string' && /^[0-9a-f]{64}$/.test(values.key)
-    ? values.key
-    : fail('--key: 64 hex digits required');
-const peerHex =
-  typeof values.peer === 'string' && /^[0-9a-f]{64}$/.test(values.peer)
-    ? values.peer
-    : fail('--peer: 64 hex digits required');
+const {
+  values,
+  keyHex: key,
+  peerHex,
+} = parsePeerArgs({ 'derp-stun-port': { type: 'string' }, 'silence-ms': { type: 'string' } }, fail);
 const num = (name: string, dflt: number): number => {
   const v = values[name];
   const n = Number(v ?? dflt);

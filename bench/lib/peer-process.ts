@@ -5,7 +5,9 @@
  * application would use any out-of-band channel.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import type { PublicKey } from '../../src/key/keys.js';
+import * as dgram from 'node:dgram';
+import { PrivateKey, type PublicKey } from '../../src/key/keys.js';
+import { MagicSocket } from '../../src/magicsock/magic-socket.js';
 import type { Signaller } from '../../src/signal/signaller.js';
 
 export type Msg = { type: string; [k: string]: unknown };
@@ -122,4 +124,19 @@ export async function startPair(
     b.request({ type: 'peer', key: ah.key, port: ah.port }, 'path'),
   ]);
   return { a, b, pathA: pa.path, pathB: pb.path };
+}
+
+/** A UDP socket on 127.0.0.1 with an OS-chosen port (the raw-dgram baseline); `bufferBytes` sets both buffers. */
+export async function bindLoopbackUdp(bufferBytes?: number): Promise<dgram.Socket> {
+  const s =
+    bufferBytes === undefined
+      ? dgram.createSocket('udp4')
+      : dgram.createSocket({ type: 'udp4', recvBufferSize: bufferBytes, sendBufferSize: bufferBytes });
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
+  return s;
+}
+
+/** A MagicSocket on 127.0.0.1 with a fresh key, signalling over the IPC channel to the other process. */
+export function loopbackMagicSocket(): Promise<MagicSocket> {
+  return MagicSocket.create({ privateKey: PrivateKey.generate(), bindAddress: '127.0.0.1', signaller: ipcSignaller() });
 }

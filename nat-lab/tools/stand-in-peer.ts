@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
+import { parsePeerArgs } from './peer-args.js';
 import { bindingRequest, fmt, hex, isStun, parseBindingResponse, parseEndpoint, type Endpoint } from './stun-wire.js';
 import {
   PORTMAP,
@@ -34,27 +34,7 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const { values } = parseArgs({
-  options: {
-    key: { type: 'string' },
-    peer: { type: 'string' },
-    stun: { type: 'string', multiple: true },
-    derp: { type: 'string' },
-    'duration-ms': { type: 'string' },
-    'interval-ms': { type: 'string' },
-    port: { type: 'string' },
-    name: { type: 'string' },
-  },
-  strict: false,
-});
-const keyHex =
-  typeof values.key === 'string' && /^[0-9a-f]{64}$/.test(values.key)
-    ? values.key
-    : fail('--key: 64 hex digits required');
-const peerHex =
-  typeof values.peer === 'string' && /^[0-9a-f]{64}$/.test(values.peer)
-    ? values.peer
-    : fail('--peer: 64 hex digits required');
+const { values, keyHex, peerHex } = parsePeerArgs({}, fail);
 const stunServers = ((values.stun as string[] | undefined) ?? []).map(
   (s) => parseEndpoint(s) ?? fail(`--stun: bad ${s}`),
 );
