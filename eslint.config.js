@@ -2,7 +2,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'nat-lab/out/**', 'bench/out/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'nat-lab/out/**', 'bench/out/**', 'coverage/**', 'examples/mesh-node/dist/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

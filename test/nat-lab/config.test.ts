@@ -1,6 +1,6 @@
 /**
  * The pure parts of nat-lab: profile and link parsing, the nft rules each profile gets, the naming plan, the
- * matrix's expected outcomes and its reports. (The behaviour of the rules is measured by test/lab/, as root.)
+ * matrix's expected outcomes and its reports. (The behaviour of the rules is measured by test/netns/, as root.)
  */
 import { describe, expect, it } from 'vitest';
 import {

@@ -18,7 +18,7 @@ const ROOT = join(import.meta.dirname, '..', '..');
 async function holdLab(
   args: string[],
 ): Promise<{ prefix: string; kill: (sig: NodeJS.Signals) => Promise<number | null> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/lab/fixtures/hold-lab.ts'), ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/netns/fixtures/hold-lab.ts'), ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
