@@ -1,3 +1,5 @@
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import fc from 'fast-check';
 import nacl from 'tweetnacl';
 import { describe, expect, it } from 'vitest';
@@ -32,25 +34,40 @@ const cmm: DiscoMessage = {
 const content: SignalContent = { senderDisco: aliceDisco, knownReceiverDisco: bobDisco, message: cmm };
 const fixedNonce = (n: number) => new Uint8Array(n).fill(0x24);
 
+/**
+ * The envelope key computed independently of src/: tweetnacl's box key (crypto_box_beforenm) of the node keys, then
+ * noble's HMAC-SHA256 with the envelope's context label.
+ */
+const envKey = hmac(
+  sha256,
+  nacl.box.before(bob.publicKey.bytes, alice.bytes),
+  new TextEncoder().encode('meshsock v1 signal envelope'),
+);
+
 /** Seals arbitrary plaintext as an envelope from alice to bob (for malformed-content cases the API cannot produce). */
 function rawEnvelope(plain: Uint8Array): Uint8Array {
   const nonce = fixedNonce(24);
-  const sealed = ab.seal(nonce, plain);
+  const sealed = nacl.secretbox(plain, nonce, envKey);
   return new Uint8Array([...SIGNAL_MAGIC, ...alice.publicKey.bytes, ...nonce, ...sealed]);
 }
 
+/** Plaintext as alice's side lays it out: her node key, then `rest`. */
+const fromAlice = (...rest: Uint8Array[]) => new Uint8Array([...alice.publicKey.bytes, ...rest.flatMap((r) => [...r])]);
+
 describe('signal envelope: layout and round trip', () => {
-  it('is magic "MS📡", sender node key, nonce, NaCl box of senderDisco‖knownReceiverDisco‖disco message', () => {
+  it('is magic "MS📡", sender node key, nonce, secretbox of senderNode‖senderDisco‖knownReceiverDisco‖disco message', () => {
     const env = sealSignal(alice.publicKey.bytes, ab, content, fixedNonce);
     const inner = encodeDiscoMessage(cmm);
-    expect(env.length).toBe(6 + 32 + 24 + 16 + 64 + inner.length);
+    expect(env.length).toBe(6 + 32 + 24 + 16 + 96 + inner.length);
     expect(toHex(env.subarray(0, 6))).toBe('4d53f09f93a1');
     expect(new TextDecoder().decode(env.subarray(0, 6))).toBe('MS📡');
     expect(toHex(env.subarray(6, 38))).toBe(alice.publicKey.hex);
     expect(toHex(env.subarray(38, 62))).toBe('24'.repeat(24));
-    // Independent check of the box with tweetnacl (crypto_box with the node keys).
-    const plain = nacl.box.open(env.subarray(62), env.subarray(38, 62), alice.publicKey.bytes, bob.bytes);
-    expect(plain && toHex(plain)).toBe(toHex(new Uint8Array([...aliceDisco, ...bobDisco, ...inner])));
+    // Independent check with tweetnacl and noble: secretbox under HMAC-SHA256(box key, context label) ...
+    const plain = nacl.secretbox.open(env.subarray(62), env.subarray(38, 62), envKey);
+    expect(plain && toHex(plain)).toBe(toHex(fromAlice(aliceDisco, bobDisco, inner)));
+    // ... and never the plain node-key box, which Tailscale's formats (DERP ClientInfo) use.
+    expect(nacl.box.open(env.subarray(62), env.subarray(38, 62), alice.publicKey.bytes, bob.bytes)).toBeNull();
     expect(toHex(signalSender(env)!)).toBe(alice.publicKey.hex);
   });
 
@@ -61,20 +78,15 @@ describe('signal envelope: layout and round trip', () => {
 
   it('an unknown receiver disco key travels as zeros and opens as undefined', () => {
     const env = sealSignal(alice.publicKey.bytes, ab, { ...content, knownReceiverDisco: undefined }, fixedNonce);
-    const plain = nacl.box.open(env.subarray(62), env.subarray(38, 62), alice.publicKey.bytes, bob.bytes)!;
-    expect(toHex(plain.subarray(32, 64))).toBe('00'.repeat(32));
+    const plain = nacl.secretbox.open(env.subarray(62), env.subarray(38, 62), envKey)!;
+    expect(toHex(plain.subarray(64, 96))).toBe('00'.repeat(32));
     expect(openSignal(env, ba)!.knownReceiverDisco).toBeUndefined();
   });
 
-  it('opens an envelope built with tweetnacl alone', () => {
+  it('opens an envelope built with tweetnacl and noble alone', () => {
     const nonce = new Uint8Array(24).fill(3);
     const inner = encodeDiscoMessage(cmm);
-    const box = nacl.box(
-      new Uint8Array([...aliceDisco, ...bobDisco, ...inner]),
-      nonce,
-      bob.publicKey.bytes,
-      alice.bytes,
-    );
+    const box = nacl.secretbox(fromAlice(aliceDisco, bobDisco, inner), nonce, envKey);
     const env = new Uint8Array([...SIGNAL_MAGIC, ...alice.publicKey.bytes, ...nonce, ...box]);
     expect(openSignal(env, ba)).toEqual(content);
   });
@@ -133,6 +145,30 @@ describe('signal envelope: wrong keys and tampering', () => {
     }
   });
 
+  it('an envelope whose sender inside is not the sender in the header does not open (no turning around)', () => {
+    // bob's box key with alice is alice's with bob: alice's envelope, relabelled as bob's, would open at alice.
+    const turned = env.slice();
+    turned.set(bob.publicKey.bytes, 6);
+    expect(openSignal(turned, SharedKey.compute(alice, bob.publicKey))).toBeUndefined();
+    const inner = encodeDiscoMessage(cmm);
+    expect(
+      openSignal(rawEnvelope(new Uint8Array([...bob.publicKey.bytes, ...aliceDisco, ...bobDisco, ...inner])), ba),
+    ).toBeUndefined();
+  });
+
+  it('a box of the same plaintext under the plain node-key box key (the old format) does not open', () => {
+    const inner = encodeDiscoMessage(cmm);
+    const nonce = fixedNonce(24);
+    for (const plain of [
+      new Uint8Array([...aliceDisco, ...bobDisco, ...inner]),
+      fromAlice(aliceDisco, bobDisco, inner),
+    ]) {
+      const box = nacl.box(plain, nonce, bob.publicKey.bytes, alice.bytes);
+      const env2 = new Uint8Array([...SIGNAL_MAGIC, ...alice.publicKey.bytes, ...nonce, ...box]);
+      expect(openSignal(env2, ba)).toBeUndefined();
+    }
+  });
+
   it('truncated envelopes never open', () => {
     for (let n = 0; n < env.length; n++) {
       const t = env.subarray(0, n);
@@ -145,10 +181,10 @@ describe('signal envelope: wrong keys and tampering', () => {
 describe('signal envelope: malformed content is a DecodeError, never anything else', () => {
   const table: Array<[string, Uint8Array]> = [
     ['empty plaintext', new Uint8Array(0)],
-    ['shorter than two keys and a header', new Uint8Array(65)],
-    ['unknown disco message type', new Uint8Array([...new Uint8Array(64), 0x7f, 0])],
-    ['a pong too short for its address', new Uint8Array([...new Uint8Array(64), 0x02, 0, ...new Uint8Array(20)])],
-    ['a ping too short for its TxID', new Uint8Array([...new Uint8Array(64), 0x01, 0, 1, 2, 3])],
+    ['shorter than three keys and a header', fromAlice(new Uint8Array(65))],
+    ['unknown disco message type', fromAlice(new Uint8Array(64), new Uint8Array([0x7f, 0]))],
+    ['a pong too short for its address', fromAlice(new Uint8Array(64), new Uint8Array([0x02, 0]), new Uint8Array(20))],
+    ['a ping too short for its TxID', fromAlice(new Uint8Array(64), new Uint8Array([0x01, 0, 1, 2, 3]))],
   ];
   it.each(table)('%s → DecodeError', (_name, plain) => {
     const env = rawEnvelope(plain);
@@ -156,7 +192,7 @@ describe('signal envelope: malformed content is a DecodeError, never anything el
   });
 
   it('a CallMeMaybe of a length that is not a multiple of 18 opens with no endpoints (Tailscale is lax)', () => {
-    const env = rawEnvelope(new Uint8Array([...aliceDisco, ...bobDisco, 0x03, 0, ...new Uint8Array(19)]));
+    const env = rawEnvelope(fromAlice(aliceDisco, bobDisco, new Uint8Array([0x03, 0]), new Uint8Array(19)));
     expect(openSignal(env, ba)!.message).toEqual({ type: 'callMeMaybe', endpoints: [] });
   });
 
@@ -180,7 +216,7 @@ describe('signal envelope: malformed content is a DecodeError, never anything el
   it('any plaintext under a valid box: content or DecodeError, never another exception (property)', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 200 }), fc.integer({ min: 0, max: 255 }), (tail, type) => {
-        const plain = new Uint8Array([...aliceDisco, ...bobDisco, type, ...tail]);
+        const plain = fromAlice(aliceDisco, bobDisco, new Uint8Array([type]), tail);
         try {
           const c = openSignal(rawEnvelope(plain), ba);
           expect(c).toBeDefined();
