@@ -60,7 +60,7 @@ export interface StunQueryResult {
   readonly rttMs: number;
   /** The server asked. */
   readonly server: AddrPort;
-  /** Where the answer came from (normally `server`). */
+  /** Where the answer came from: always `server` (answers from elsewhere are dropped). */
   readonly from: AddrPort;
   /** Copies sent before the answer came; 1 means the RTT sample is unambiguous. */
   readonly transmissions: number;
@@ -76,7 +76,7 @@ interface Pending {
  * STUN Binding client on a borrowed socket. Create one per socket (per address family); close it with the socket.
  */
 export class StunClient {
-  /** Transaction-level counters (started, retransmits, succeeded, droppedUnknownTx, droppedMalformed, ...). */
+  /** Transaction-level counters (started, retransmits, succeeded, droppedUnknownTx, droppedWrongSource, ...). */
   readonly transactions: StunTransactions;
   private readonly send: StunSend;
   private readonly clock: Clock;

@@ -10,16 +10,18 @@
  * With r = 500 ms: sends at 0, 500, 1500, 3500, 7500, 15500, 31500 ms, failure at 39500 ms (RFC 8489's own example).
  * An optional absolute `deadline` ends the transaction earlier with a TIMEOUT error.
  *
- * Responses are matched by transaction ID only (a 96-bit random value), like Tailscale's netcheck: a reply from
- * another address than the one asked is accepted and reported with its `from`. Replies with an unknown ID (late
- * duplicates, strays) and malformed replies are dropped and counted, never thrown.
+ * A response is taken only when its transaction ID (a 96-bit random value) is outstanding AND it comes from the
+ * address and port the request went to: anyone who sees a request on the path could otherwise answer it first, from
+ * anywhere, with an address of their choosing as our "public endpoint". A reply from elsewhere is dropped and
+ * counted (`droppedWrongSource`) and the transaction keeps waiting for the real one. Replies with an unknown ID
+ * (late duplicates, strays) and malformed replies are dropped and counted, never thrown.
  *
  * RTT is measured from the first transmission, so it never underestimates (a late answer to an earlier copy would
  * make "time since the last copy" too small). `transmissions > 1` marks a sample that a latency estimator may
  * prefer to discard (Karn's rule).
  */
 import { DecodeError, ErrorCode, MeshsockError } from '../errors.js';
-import { type AddrPort, formatAddrPort } from '../internal/addr.js';
+import { type AddrPort, formatAddrPort, normalizeIp } from '../internal/addr.js';
 import { toHex } from '../internal/bytes.js';
 import { type RandomSource, systemRandom } from '../internal/clock.js';
 import { Counters } from '../internal/diagnostics.js';
@@ -45,7 +47,7 @@ export type StunTransactionResult =
       readonly ok: true;
       readonly txId: Uint8Array;
       readonly server: AddrPort;
-      /** Where the answer came from (normally `server`). */
+      /** Where the answer came from: always `server` (answers from elsewhere are dropped). */
       readonly from: AddrPort;
       /** Our reflexive address as the server saw it. */
       readonly mapped: AddrPort;
@@ -84,11 +86,14 @@ export type StunTransactionCounter =
   | 'deadlineExpired'
   | 'cancelled'
   | 'droppedUnknownTx'
+  | 'droppedWrongSource'
   | 'droppedMalformed';
 
 interface Tx {
   readonly txId: Uint8Array;
   readonly server: AddrPort;
+  /** `server` as "ip:port" with its IP normalised, compared with each answer's source. */
+  readonly serverKey: string;
   readonly bytes: Uint8Array;
   readonly rto: number;
   readonly maxTransmissions: number;
@@ -98,6 +103,15 @@ interface Tx {
   transmissions: number;
   /** When the next retransmission is due, or when the last wait ends. */
   nextAt: number;
+}
+
+/** "ip:port" with the IP normalised (IPv4-mapped IPv6 → IPv4, IPv6 canonical); "" for an unparseable address. */
+function sourceKey(a: AddrPort): string {
+  try {
+    return formatAddrPort({ ip: normalizeIp(a.ip), port: a.port });
+  } catch {
+    return '';
+  }
 }
 
 function positive(name: string, v: number | undefined, fallback: number, min: number): number {
@@ -154,6 +168,7 @@ export class StunTransactions {
     this.txs.set(key, {
       txId,
       server,
+      serverKey: sourceKey(server),
       bytes,
       rto,
       maxTransmissions: maxTx,
@@ -184,6 +199,10 @@ export class StunTransactions {
     const tx = this.txs.get(key);
     if (!tx) {
       this.counters.inc('droppedUnknownTx');
+      return undefined;
+    }
+    if (sourceKey(from) !== tx.serverKey) {
+      this.counters.inc('droppedWrongSource');
       return undefined;
     }
     this.txs.delete(key);

@@ -176,8 +176,12 @@ describe('StunClient (fake clock, fake socket)', () => {
     expect(client.transactions.counters.get('droppedUnknownTx')).toBe(1);
     expect(client.transactions.counters.get('droppedMalformed')).toBe(1);
     const { txId } = decodeBindingRequest(sent[0]!.bytes);
-    client.handlePacket(encodeBindingSuccess(txId, ME), { ip: '192.0.2.99', port: 1 });
-    await expect(q).resolves.toMatchObject({ mapped: ME, from: { ip: '192.0.2.99', port: 1 } });
+    // The right transaction ID from another address (or another port of the server's) is not an answer.
+    expect(client.handlePacket(encodeBindingSuccess(txId, ME), { ip: '192.0.2.99', port: 1 })).toBe(false);
+    expect(client.handlePacket(encodeBindingSuccess(txId, ME), { ...SERVER, port: SERVER.port + 1 })).toBe(false);
+    expect(client.transactions.counters.get('droppedWrongSource')).toBe(2);
+    expect(client.handlePacket(encodeBindingSuccess(txId, ME), SERVER)).toBe(true);
+    await expect(q).resolves.toMatchObject({ mapped: ME, from: SERVER });
   });
 
   it('concurrent queries to two servers resolve independently', async () => {
