@@ -3,6 +3,7 @@
  * its own against the DERP map the user gives. There is no default map and no public server is ever contacted.
  */
 import { readFile } from 'node:fs/promises';
+import { isIPv4 } from 'node:net';
 import { parseArgs } from 'node:util';
 import { isMeshsockError } from '../errors.js';
 import { formatAddrPort } from '../internal/addr.js';
@@ -200,6 +201,9 @@ export async function run(
       return usage(`--bind-port: "${String(values['bind-port'])}" is not a port`);
     bindPort = p;
   }
+  const bindAddress = values['bind-address'] as string | undefined;
+  if (bindAddress !== undefined && !isIPv4(bindAddress))
+    return usage(`--bind-address: "${bindAddress}" is not an IPv4 address`);
   const mapArg = values['derp-map'] as string | undefined;
   if (mapArg === undefined || mapArg.trim() === '') return usage(NO_MAP);
   let map: DerpMap;
@@ -229,11 +233,12 @@ export async function run(
     nc = await openStandaloneNetcheck({
       derpMap: map,
       verbose,
-      ...(values['bind-address'] !== undefined ? { bindAddress4: values['bind-address'] as string } : {}),
+      ...(bindAddress !== undefined ? { bindAddress4: bindAddress } : {}),
       ...(bindPort !== undefined ? { bindPort } : {}),
     });
   } catch (err) {
-    io.stderr.write(`meshsock netcheck: UDP test failure: ${(err as Error).message}\n`);
+    // One line, exit 1: an address not on this host, a busy port, no UDP at all.
+    io.stderr.write(`meshsock netcheck: ${(err as Error).message}\n`);
     offSigint();
     return 1;
   }

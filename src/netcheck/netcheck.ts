@@ -14,9 +14,10 @@
  */
 import * as dgram from 'node:dgram';
 import { promises as dns } from 'node:dns';
+import { isIPv4, isIPv6 as isIPv6Address } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { ErrorCode, MeshsockError, abortError, isMeshsockError } from '../errors.js';
-import { type AddrPort, ipClass, isIPv6, normalizeIp } from '../internal/addr.js';
+import { type AddrPort, formatAddrPort, ipClass, isIPv6, normalizeIp } from '../internal/addr.js';
 import { type Clock, DriverTimer, systemClock } from '../internal/clock.js';
 import { nodeLiteralAddress, type DerpMap, type DerpNode } from '../derp/derp-map.js';
 import { HomeRegionSelector } from '../derp/home-region.js';
@@ -389,18 +390,19 @@ export interface StandaloneNetcheckOptions extends Omit<NetcheckOptions, 'send' 
   bindPort?: number;
 }
 
-function bindSocket(type: 'udp4' | 'udp6', address: string, port: number): Promise<dgram.Socket | undefined> {
+/** Binds one UDP socket; resolves with it, or with the bind error (never rejects). */
+function bindSocket(type: 'udp4' | 'udp6', address: string, port: number): Promise<dgram.Socket | Error> {
   return new Promise((resolve) => {
     let s: dgram.Socket;
     try {
       s = dgram.createSocket(type === 'udp6' ? { type, ipv6Only: true } : { type });
-    } catch {
-      resolve(undefined);
+    } catch (err) {
+      resolve(err instanceof Error ? err : new Error(String(err)));
       return;
     }
-    const onError = (): void => {
+    const onError = (err: Error): void => {
       s.close();
-      resolve(undefined);
+      resolve(err);
     };
     s.once('error', onError);
     s.bind({ address, port }, () => {
@@ -417,8 +419,31 @@ function bindSocket(type: 'udp4' | 'udp6', address: string, port: number): Promi
  */
 export async function openStandaloneNetcheck(opts: StandaloneNetcheckOptions): Promise<StandaloneNetcheck> {
   const port = opts.bindPort ?? 0;
-  const s4 = await bindSocket('udp4', opts.bindAddress4 ?? '0.0.0.0', port);
-  const s6 = await bindSocket('udp6', opts.bindAddress6 ?? '::', port);
+  // An address or port the caller asked for is bound exactly or not at all: never looked up as a name, never
+  // replaced by a silent fallback (a report over no socket would say "UDP: false" for a typo).
+  if (opts.bindAddress4 !== undefined && !isIPv4(opts.bindAddress4))
+    throw new MeshsockError(ErrorCode.BAD_CONFIG, `not an IPv4 address: ${JSON.stringify(opts.bindAddress4)}`);
+  if (opts.bindAddress6 !== undefined && !isIPv6Address(opts.bindAddress6))
+    throw new MeshsockError(ErrorCode.BAD_CONFIG, `not an IPv6 address: ${JSON.stringify(opts.bindAddress6)}`);
+  const r4 = await bindSocket('udp4', opts.bindAddress4 ?? '0.0.0.0', port);
+  const r6 = await bindSocket('udp6', opts.bindAddress6 ?? '::', port);
+  const s4 = r4 instanceof Error ? undefined : r4;
+  const s6 = r6 instanceof Error ? undefined : r6;
+  const required: Array<[dgram.Socket | Error, string, boolean]> = [
+    [r4, opts.bindAddress4 ?? '0.0.0.0', opts.bindAddress4 !== undefined || port !== 0],
+    [r6, opts.bindAddress6 ?? '::', opts.bindAddress6 !== undefined],
+  ];
+  for (const [r, address, asked] of required) {
+    if (!(r instanceof Error) || !asked) continue;
+    s4?.close();
+    s6?.close();
+    const code = (r as NodeJS.ErrnoException).code;
+    throw new MeshsockError(
+      ErrorCode.BIND,
+      `cannot bind UDP ${formatAddrPort({ ip: address, port })}: ${code ?? r.message}`,
+      { cause: r },
+    );
+  }
   if (!s4 && !s6) throw new MeshsockError(ErrorCode.BIND, 'netcheck: could not bind a UDP socket for IPv4 or IPv6');
   const detected = opts.families ?? detectHostFamilies();
   const families: HostFamilies = { v4: detected.v4 && !!s4, v6: detected.v6 && !!s6 };
