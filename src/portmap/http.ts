@@ -1,7 +1,10 @@
 /**
  * The one HTTP request shape the UPnP client needs: a small GET or POST over plain HTTP/1.1 (node:http, no
- * keep-alive agent), a hard cap on the answer's size and an idle timeout. Resolves with `{ ok, status, body }` or
- * `{ ok: false, error }`; never rejects, so the driver can always feed a result back to the core.
+ * keep-alive agent), a hard cap on the answer's size and a hard deadline: `timeoutMs` bounds the whole request,
+ * from connect to the last byte, not only the silences between bytes, so a gateway dribbling one byte at a time
+ * cannot keep it alive. When the deadline passes (or the answer grows too large, or the caller aborts) the
+ * connection is destroyed, not left open. Resolves with `{ ok, status, body }` or `{ ok: false, error }`; never
+ * rejects, so the driver can always feed a result back to the core.
  */
 import { request } from 'node:http';
 import type { HttpResult } from './types.js';
@@ -22,9 +25,11 @@ export interface HttpRequestOptions {
 export function httpRequest(o: HttpRequestOptions): Promise<HttpResult> {
   return new Promise<HttpResult>((resolve) => {
     let settled = false;
+    let deadline: NodeJS.Timeout | undefined;
     const done = (r: HttpResult): void => {
       if (settled) return;
       settled = true;
+      clearTimeout(deadline);
       resolve(r);
     };
     let url: URL;
@@ -75,10 +80,12 @@ export function httpRequest(o: HttpRequestOptions): Promise<HttpResult> {
           });
         },
       );
-      req.on('timeout', () => {
+      const expire = (): void => {
         done({ ok: false, error: `no answer within ${o.timeoutMs} ms` });
         req.destroy();
-      });
+      };
+      req.on('timeout', expire); // idle: nothing at all for timeoutMs
+      deadline = setTimeout(expire, o.timeoutMs); // whole request, however the bytes trickle in
       req.on('error', (e) => done({ ok: false, error: e.message }));
       req.end(body);
     } catch (e) {
