@@ -9,6 +9,12 @@
  * parser would bring entity expansion and DOCTYPE handling, the usual XML attack surface, that we then have to
  * turn off. Here, a DOCTYPE is skipped and only the five predefined entities and numeric character references
  * are decoded; any other `&name;` stays as written. Nesting deeper than `maxDepth` is flattened.
+ *
+ * Linear in the input: every scan starts where the previous one stopped and the cursor moves past whatever was
+ * scanned, or the scan found nothing and parsing ends; a `<` that cannot start a tag is taken as text without
+ * scanning ahead; a closing tag compares at most `maxDepth` open names. A hostile gateway's 64 KiB of `<` is one
+ * pass, not 64 Ki passes. An optional `XmlWorkMeter` counts the work (characters scanned plus name comparisons)
+ * so tests can check that bound on adversarial documents without a clock.
  */
 
 /** One element: its local name (no prefix), child elements in order, and its own text (entity-decoded). */
@@ -42,17 +48,38 @@ function localName(tag: string): string {
   return colon >= 0 ? tag.slice(colon + 1) : tag;
 }
 
+/** Work done by one `parseXml` call: characters scanned plus closing-tag name comparisons. */
+export interface XmlWorkMeter {
+  steps: number;
+}
+
 /** End of a start or end tag from `from` (the index of its `>`), honouring quoted attribute values; -1 if none. */
-function tagEnd(s: string, from: number): number {
+function tagEnd(s: string, from: number, meter: XmlWorkMeter | undefined): number {
   let quote = '';
   for (let i = from; i < s.length; i++) {
     const c = s[i]!;
     if (quote) {
       if (c === quote) quote = '';
     } else if (c === '"' || c === "'") quote = c;
-    else if (c === '>') return i;
+    else if (c === '>') {
+      if (meter) meter.steps += i + 1 - from;
+      return i;
+    }
   }
+  if (meter) meter.steps += s.length - from;
   return -1;
+}
+
+/** `s.indexOf(needle, from)`, metered: the characters it looked at. */
+function find(s: string, needle: string, from: number, meter: XmlWorkMeter | undefined): number {
+  const at = s.indexOf(needle, from);
+  if (meter) meter.steps += (at < 0 ? s.length : at + needle.length) - from;
+  return at;
+}
+
+/** Whether `c` may start an element name ([A-Za-z_:]). */
+function nameStart(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f || c === 0x3a;
 }
 
 /**
@@ -60,57 +87,70 @@ function tagEnd(s: string, from: number): number {
  * elements. Never throws; unclosed elements are closed at the end, a closing tag without a matching open
  * element is ignored, and one that skips open elements closes them too.
  */
-export function parseXml(text: string, maxDepth = 64): XmlElement {
+export function parseXml(text: string, maxDepth = 64, meter?: XmlWorkMeter): XmlElement {
   const doc: XmlElement = { name: '#document', children: [], text: '' };
   const stack: XmlElement[] = [doc];
+  /** Lower-case names of the open elements, beside `stack`, so a closing tag never lower-cases them again. */
+  const lower: string[] = [''];
   const top = (): XmlElement => stack[stack.length - 1]!;
   const n = text.length;
   let i = 0;
   while (i < n) {
-    const lt = text.indexOf('<', i);
+    const lt = find(text, '<', i, meter);
     const chunk = lt < 0 ? text.slice(i) : text.slice(i, lt);
     if (chunk) top().text += decodeEntities(chunk);
     if (lt < 0) break;
     if (text.startsWith('<!--', lt)) {
-      const end = text.indexOf('-->', lt + 4);
+      const end = find(text, '-->', lt + 4, meter);
       i = end < 0 ? n : end + 3;
     } else if (text.startsWith('<![CDATA[', lt)) {
-      const end = text.indexOf(']]>', lt + 9);
+      const end = find(text, ']]>', lt + 9, meter);
       top().text += text.slice(lt + 9, end < 0 ? n : end);
       i = end < 0 ? n : end + 3;
     } else if (text.startsWith('<?', lt)) {
-      const end = text.indexOf('?>', lt + 2);
+      const end = find(text, '?>', lt + 2, meter);
       i = end < 0 ? n : end + 2;
     } else if (text.startsWith('<!', lt)) {
-      // DOCTYPE (possibly with an internal subset in brackets): skipped, never interpreted.
-      const gt = text.indexOf('>', lt);
-      const bracket = text.indexOf('[', lt);
-      const end = bracket >= 0 && (gt < 0 || bracket < gt) ? text.indexOf(']>', bracket) : gt;
+      // DOCTYPE (possibly with an internal subset in brackets): skipped, never interpreted. The `[` is looked for
+      // only before the first `>`, so each `<!` scans just its own declaration.
+      const gt = find(text, '>', lt, meter);
+      const head = gt < 0 ? n : gt;
+      let bracket = -1;
+      for (let k = lt; k < head; k++) {
+        if (text.charCodeAt(k) === 0x5b) {
+          bracket = k;
+          break;
+        }
+      }
+      const end = bracket >= 0 ? find(text, ']>', bracket, meter) : gt;
       i = end < 0 ? n : end + (end === gt ? 1 : 2);
     } else if (text[lt + 1] === '/') {
-      const end = tagEnd(text, lt + 2);
+      const end = tagEnd(text, lt + 2, meter);
       const name = localName(text.slice(lt + 2, end < 0 ? n : end).trim()).toLowerCase();
       for (let d = stack.length - 1; d > 0; d--) {
-        if (stack[d]!.name.toLowerCase() === name) {
+        if (meter) meter.steps++;
+        if (lower[d] === name) {
           stack.length = d;
+          lower.length = d;
           break;
         }
       }
       i = end < 0 ? n : end + 1;
+    } else if (!nameStart(text.charCodeAt(lt + 1))) {
+      top().text += '<'; // a lone '<' in text: keep it as text, without looking ahead for a '>'
+      i = lt + 1;
     } else {
-      const end = tagEnd(text, lt + 1);
+      const end = tagEnd(text, lt + 1, meter);
       const raw = text.slice(lt + 1, end < 0 ? n : end);
-      const m = /^[A-Za-z_:][\w.:-]*/.exec(raw);
+      const m = /^[A-Za-z_:][\w.:-]*/.exec(raw)!;
       i = end < 0 ? n : end + 1;
-      if (!m) {
-        top().text += '<'; // a lone '<' in text: keep it as text
-        i = lt + 1;
-        continue;
-      }
       const el: XmlElement = { name: localName(m[0]), children: [], text: '' };
       top().children.push(el);
       const selfClosing = raw.endsWith('/');
-      if (!selfClosing && stack.length <= maxDepth) stack.push(el);
+      if (!selfClosing && stack.length <= maxDepth) {
+        stack.push(el);
+        lower.push(el.name.toLowerCase());
+      }
     }
   }
   return doc;
