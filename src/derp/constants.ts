@@ -30,8 +30,18 @@ export const DERP = {
   KEEPALIVE_JITTER_MS: 5_000,
   /** Client read timeout: two missed keepalives mean the link is dead. */
   CLIENT_READ_TIMEOUT_MS: 120_000,
-  /** Server deadline for the upgrade + ClientInfo step. */
+  /**
+   * Server deadline from TCP accept (or TLS handshake) to the HTTP upgrade, and again from the upgrade to ClientInfo:
+   * a connection silent (or slow-dripping) that long is destroyed, so it cannot hold a file descriptor. derper reaps
+   * such connections after 30 s (http.Server ReadTimeout); an honest client needs one round trip for each step.
+   */
   HANDSHAKE_TIMEOUT_MS: 10_000,
+  /**
+   * Open TCP connections the server accepts at once; beyond it a new connection is destroyed at accept (counted).
+   * Each costs a file descriptor and tens of KiB of buffers; 10,000 leaves headroom under the usual fd limits (Node
+   * raises the soft limit to the hard one). Raise it with `maxConnections` on a big server.
+   */
+  MAX_CONNECTIONS: 10_000,
   /** Per-destination queue depth, one queue for data and one for disco (drop oldest when full). */
   SEND_QUEUE_DEPTH: 32,
   /** Write timeout for ordinary clients; a client that cannot take data this long is disconnected. */

@@ -2,7 +2,7 @@
  * One client connection on the DERP server, after the HTTP/WebSocket upgrade — wire-compatible with Tailscale DERP
  * v2 (tailscale-protocols.md §2.3, §2.4). It owns the byte stream and runs:
  *
- *   handshake   first frame must be ClientInfo (≤ 256 KiB) within DERP.HANDSHAKE_TIMEOUT_MS; the box must open;
+ *   handshake   first frame must be ClientInfo (≤ 256 KiB) within the handshake timeout; the box must open;
  *               then admission (mesh-key holders always pass), then ServerInfo and registration with the relay.
  *   steady      SendPacket (≤ 32 + 64 KiB) · ForwardPacket / WatchConns / ClosePeer (mesh key only) · Ping (≤ 1000 B,
  *               answered with Pong) · NotePreferred (recorded) · Pong / KeepAlive (ignored) · unknown (skipped).
@@ -116,7 +116,7 @@ export class ServerClient {
   ) {
     this.connNum = connNum;
     this.remote = stream.remoteAddress;
-    this.deadline = relay.clock.now() + DERP.HANDSHAKE_TIMEOUT_MS;
+    this.deadline = relay.clock.now() + relay.opts.handshakeTimeoutMs;
     stream.setHandlers({
       data: (chunk) => this.onData(chunk),
       drain: () => this.onDrain(),

@@ -37,6 +37,8 @@ export interface RelayOptions {
   /** Per-client receive limit; burst is raised to at least DERP.RATE_LIMIT_MIN_BURST. */
   rateLimit: { bytesPerSec: number; burst: number } | undefined;
   queueDepth: number;
+  /** Upgrade → ClientInfo deadline (and, in the HTTP layer, accept → upgrade). */
+  handshakeTimeoutMs: number;
   writeTimeoutMs: number;
   meshWriteTimeoutMs: number;
 }
@@ -51,8 +53,12 @@ export interface Forwarder {
 export class ServerCounters {
   /** Connections upgraded (HTTP or WebSocket). */
   accepts = 0;
-  /** Requests that were not valid HTTP (garbage before the upgrade). */
+  /** Requests that were not valid HTTP (garbage before the upgrade); each connection is destroyed. */
   httpBadRequests = 0;
+  /** TCP connections destroyed at accept because `maxConnections` were open. */
+  connectionCapRefused = 0;
+  /** Connections destroyed because they had not upgraded within the handshake timeout. */
+  preUpgradeTimeouts = 0;
   /** /derp requests without an upgrade (answered 426). */
   upgradeRequired = 0;
   handshakeFailures = 0;

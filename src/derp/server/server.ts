@@ -60,6 +60,13 @@ export interface DerpServerOptions {
   rateLimit?: { bytesPerSec: number; burst: number };
   /** Per-client queue depth, for each of the disco and data queues; default DERP.SEND_QUEUE_DEPTH. */
   queueDepth?: number;
+  /**
+   * Deadline from TCP accept to the HTTP upgrade, and from the upgrade to ClientInfo; a connection that misses it is
+   * destroyed. Default DERP.HANDSHAKE_TIMEOUT_MS.
+   */
+  handshakeTimeoutMs?: number;
+  /** Open TCP connections accepted at once; more are destroyed at accept and counted. Default DERP.MAX_CONNECTIONS. */
+  maxConnections?: number;
   /** Drop a client whose socket stays back-pressured this long; default DERP.WRITE_TIMEOUT_MS. */
   writeTimeoutMs?: number;
   /** Same for mesh peers; default DERP.MESH_WRITE_TIMEOUT_MS. */
@@ -97,6 +104,13 @@ export class DerpServer {
   private readonly stun: StunServer | undefined;
   private readonly links: MeshLink[];
   private readonly sockets = new Set<Socket>();
+  /** Sockets not yet upgraded, with the time they were accepted (TCP, or TLS when serving HTTPS). */
+  private readonly preUpgrade = new Map<Socket, number>();
+  /** Open TCP connections (the cap counts these). */
+  private tcpConnections = 0;
+  private readonly handshakeTimeoutMs: number;
+  private readonly maxConnections: number;
+  private sweeper: NodeJS.Timeout | undefined;
   private readonly startedAt: number;
   private closing: Promise<void> | undefined;
 
@@ -108,7 +122,11 @@ export class DerpServer {
     links: MeshLink[];
     address: AddrPort;
     secure: boolean;
+    handshakeTimeoutMs: number;
+    maxConnections: number;
   }) {
+    this.handshakeTimeoutMs = init.handshakeTimeoutMs;
+    this.maxConnections = init.maxConnections;
     this.relay = init.relay;
     this.http = init.http;
     this.wss = init.wss;
@@ -122,6 +140,7 @@ export class DerpServer {
     this.metrics = createMetrics(this.relay, () => ({
       stun_answered_total: this.stun?.stats().answered ?? 0,
       mesh_links_up: this.links.filter((l) => l.connected).length,
+      tcp_connections: this.tcpConnections,
     }));
   }
 
@@ -144,6 +163,8 @@ export class DerpServer {
       burst: positive(opts.rateLimit.burst, 'rateLimit.burst', 1),
     };
     const clock = opts.clock ?? systemClock;
+    const handshakeTimeoutMs = positive(opts.handshakeTimeoutMs, 'handshakeTimeoutMs', DERP.HANDSHAKE_TIMEOUT_MS);
+    const maxConnections = Math.floor(positive(opts.maxConnections, 'maxConnections', DERP.MAX_CONNECTIONS));
     const relay = new Relay(
       opts.privateKey ?? PrivateKey.generate(),
       {
@@ -151,6 +172,7 @@ export class DerpServer {
         verifyClient: checkVerifyClient(opts.verifyClient),
         rateLimit,
         queueDepth: Math.floor(positive(opts.queueDepth, 'queueDepth', DERP.SEND_QUEUE_DEPTH)),
+        handshakeTimeoutMs,
         writeTimeoutMs: positive(opts.writeTimeoutMs, 'writeTimeoutMs', DERP.WRITE_TIMEOUT_MS),
         meshWriteTimeoutMs: positive(opts.meshWriteTimeoutMs, 'meshWriteTimeoutMs', DERP.MESH_WRITE_TIMEOUT_MS),
       },
@@ -158,9 +180,11 @@ export class DerpServer {
       opts.rng ?? systemRandom,
     );
     const secure = opts.tls !== undefined;
-    const http = secure ? createHttpsServer({ cert: opts.tls!.cert, key: opts.tls!.key }) : createHttpServer();
-    http.headersTimeout = DERP.HANDSHAKE_TIMEOUT_MS;
-    http.requestTimeout = 3 * DERP.HANDSHAKE_TIMEOUT_MS;
+    const http = secure
+      ? createHttpsServer({ cert: opts.tls!.cert, key: opts.tls!.key, handshakeTimeout: handshakeTimeoutMs })
+      : createHttpServer();
+    http.headersTimeout = handshakeTimeoutMs;
+    http.requestTimeout = handshakeTimeoutMs;
     const wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -205,6 +229,8 @@ export class DerpServer {
       links,
       address: { ip: normalizeIp(bound.address), port: bound.port },
       secure,
+      handshakeTimeoutMs,
+      maxConnections,
     });
     server.attach();
     for (const l of links) l.start();
@@ -214,13 +240,29 @@ export class DerpServer {
 
   private attach(): void {
     const { http, relay } = this;
+    const secure = this.url.startsWith('https:');
     http.on('connection', (s: Socket) => {
+      if (this.tcpConnections >= this.maxConnections) {
+        relay.counters.connectionCapRefused++;
+        s.destroy();
+        return;
+      }
+      this.tcpConnections++;
       this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
+      if (!secure) this.watchUpgrade(s);
+      s.once('close', () => {
+        this.tcpConnections--;
+        this.sockets.delete(s);
+        this.preUpgrade.delete(s);
+      });
     });
     http.on('secureConnection', (s: Socket) => {
       this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
+      this.watchUpgrade(s);
+      s.once('close', () => {
+        this.sockets.delete(s);
+        this.preUpgrade.delete(s);
+      });
     });
     http.on('request', (req, res) =>
       handleHttpRequest(
@@ -235,8 +277,11 @@ export class DerpServer {
     );
     http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     http.on('clientError', (_err: Error, socket: Socket) => {
+      // Garbage, a header timeout, an oversized request: answer 400 if the socket takes it, then destroy it — an
+      // end() alone would leave it half-open for as long as the client cares to keep its side open.
       relay.counters.httpBadRequests++;
-      if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      if (socket.writable && !socket.destroyed)
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n', () => socket.destroy());
       else socket.destroy();
     });
     http.on('tlsClientError', () => {
@@ -247,14 +292,39 @@ export class DerpServer {
     });
   }
 
+  /** Starts the accept → upgrade deadline for `s`; one sweep timer per server checks every pending socket. */
+  private watchUpgrade(s: Socket): void {
+    this.preUpgrade.set(s, this.relay.clock.now());
+    if (this.sweeper) return;
+    const every = Math.max(10, Math.min(1_000, this.handshakeTimeoutMs / 4));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref?.();
+  }
+
+  private sweep(): void {
+    const cutoff = this.relay.clock.now() - this.handshakeTimeoutMs;
+    for (const [s, at] of this.preUpgrade) {
+      if (at > cutoff) continue;
+      this.preUpgrade.delete(s);
+      this.relay.counters.preUpgradeTimeouts++;
+      s.destroy();
+    }
+    if (this.preUpgrade.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
   private refuse(socket: Socket, status: number, text: string): void {
     socket.end(
       `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ${text.length + 1}\r\n\r\n${text}\n`,
+      () => socket.destroy(),
     );
   }
 
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const relay = this.relay;
+    this.preUpgrade.delete(socket); // the relay's own handshake deadline takes over (or the refusal below ends it)
     let path: string;
     try {
       path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -316,6 +386,9 @@ export class DerpServer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       for (const l of this.links) l.stop();
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      this.preUpgrade.clear();
       this.relay.close();
       const httpClosed = new Promise<void>((r) => this.http.close(() => r()));
       for (const s of this.sockets) s.destroy();
